@@ -1,0 +1,214 @@
+"""The data layer: audio I/O edge cases, the speaker split rule, task views and the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import REAL_DATA, needs_real, speakers, tone, write_dataset
+
+from audiocourse import data
+from audiocourse.data import AudioError
+
+
+# ------------------------------------------------------------------------------ audio I/O
+def test_load_audio_plain(tmp_path: Path) -> None:
+    f = tmp_path / "a.wav"
+    sf.write(f, tone(440), 16000, subtype="PCM_16")
+    x = data.load_audio(f)
+    assert x.dtype == np.float32 and x.shape == (16000,)
+    assert abs(np.abs(x).max() - 0.5) < 1e-3
+
+
+def test_load_audio_resamples_and_downmixes(tmp_path: Path) -> None:
+    f = tmp_path / "stereo44k.flac"
+    left, right = tone(1000, n=44100, sr=44100), tone(1000, n=44100, sr=44100, amp=0.1)
+    sf.write(f, np.stack([left, right], axis=1), 44100)
+    x = data.load_audio(f)
+    assert x.shape == (16000,)  # 1 s at 16 kHz
+    spectrum = np.abs(np.fft.rfft(x))
+    assert abs(np.argmax(spectrum) - 1000) <= 1  # the tone stays at 1 kHz (1 Hz bins)
+    assert abs(np.abs(x[1000:-1000]).max() - 0.3) < 0.02  # mean of 0.5 and 0.1
+    both = data.load_audio(f, mono=False, sample_rate=None)
+    assert both.shape == (2, 44100)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "empty file"), (b"this is not audio at all" * 10, "not readable as audio")],
+)
+def test_load_audio_bad_files_name_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    f = tmp_path / "bad.wav"
+    f.write_bytes(content)
+    with pytest.raises(AudioError, match=re.escape(str(f)) + ".*" + message):
+        data.load_audio(f)
+
+
+def test_load_audio_truncated_and_missing(tmp_path: Path) -> None:
+    good = tmp_path / "good.wav"
+    sf.write(good, tone(300), 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(good.read_bytes()[:30])  # header only, cut mid-header
+    with pytest.raises(AudioError, match="cut.wav"):
+        data.load_audio(cut)
+    with pytest.raises(AudioError, match="no such file"):
+        data.load_audio(tmp_path / "missing.wav")
+
+
+def test_fix_length_pads_and_keeps_loudest_second() -> None:
+    assert data.fix_length(np.ones(100, np.float32)).shape == (16000,)
+    x = np.zeros(48000, np.float32)
+    x[30000:31000] = 1.0  # the "word" sits in the last second
+    y = data.fix_length(x)
+    assert y.shape == (16000,) and y.sum() == 1000
+
+
+# ------------------------------------------------------------------------ speaker splits
+def reference_which_set(filename: str, validation_percentage=10, testing_percentage=10) -> str:
+    """The rule as printed in the Speech Commands README (with tf's as_bytes spelled out)."""
+    base_name = Path(filename).name
+    hash_name = re.sub(r"_nohash_.*$", "", base_name)
+    hash_name_hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    percentage_hash = (int(hash_name_hashed, 16) % (2**27)) * (100.0 / (2**27 - 1))
+    if percentage_hash < validation_percentage:
+        return "validation"
+    if percentage_hash < (testing_percentage + validation_percentage):
+        return "test"
+    return "train"
+
+
+def test_which_set_matches_dataset_readme() -> None:
+    for spk in speakers(500):
+        assert data.which_set(spk) == reference_which_set(f"yes/{spk}_nohash_0.wav")
+    counts = Counter(data.which_set(s) for s in speakers(5000))
+    assert 400 < counts["validation"] < 600 and 400 < counts["test"] < 600
+
+
+def test_speaker_of_handles_every_layout() -> None:
+    assert data.speaker_of("yes/0a7c2a8d_nohash_1.wav") == "0a7c2a8d"
+    assert data.speaker_of("_unknown_/backward_0c540988_nohash_0.wav.wav") == "0c540988"
+    assert data.speaker_of("_silence_/1024.wav") == "1024"
+
+
+def test_index_full_layout_uses_official_lists(tiny_dataset: Path) -> None:
+    clips = data.build_index(tiny_dataset)
+    val = set((tiny_dataset / "validation_list.txt").read_text().split())
+    for c in clips:
+        rel = f"{c.word}/{Path(c.path).name}"
+        assert (c.split == "validation") == (rel in val)
+    assert not any("_background_noise_" in c.path for c in clips)
+
+
+def test_index_testset_layout_parses_unknown_and_never_crosses_speakers(tmp_path: Path) -> None:
+    root = write_dataset(
+        tmp_path / "t", ["yes", "no", "cat", "visual"], speakers(40), layout="testset"
+    )
+    clips = data.build_index(root)
+    assert {c.word for c in clips} == {"yes", "no", "cat", "visual", "_silence_"}
+    splits_of: dict[str, set[str]] = {}
+    for c in clips:
+        splits_of.setdefault(c.speaker, set()).add(c.split)
+    assert all(len(s) == 1 for s in splits_of.values())
+    assert {c.split for c in data.build_index(root, assign="test")} == {"test"}
+
+
+def test_folder_from_one_official_split_is_redrawn(tmp_path: Path) -> None:
+    # Speakers that all hash to the official 'test' bucket, like the official test-set archive.
+    test_spk = [s for s in speakers(3000) if data.which_set(s) == "test"][:60]
+    root = write_dataset(tmp_path / "t", ["yes", "no"], test_spk, layout="testset")
+    split = Counter(c.split for c in data.build_index(root))
+    assert split["train"] > split["test"] > 0 and split["validation"] > 0
+
+
+# ------------------------------------------------------------------- task views and cache
+def test_load_split_12_class_view_and_cache(tiny_dataset: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    d = data.load_split(tiny_dataset, "12", "train", cache_dir=cache, progress=False)
+    assert d.audio.dtype == np.int16 and d.audio.shape == (len(d), 16000)
+    assert d.classes == data.TASKS["12"]
+    counts = d.counts()
+    n_known = sum(counts[w] for w in data.COMMANDS_10)
+    # unknown rebalanced to ~10 % of the known clips; silence made from background noise
+    assert counts["_unknown_"] <= max(1, int(np.ceil(0.1 * n_known)))
+    assert counts["_silence_"] == int(np.ceil(0.1 * n_known))
+    silence = d.audio[d.labels == d.classes.index("_silence_")]
+    assert (np.abs(silence.astype(np.int32)).max(axis=1) > 0).any()  # noise, not only zeros
+    # short clips were zero-padded at the end, the tone is intact
+    row = d.audio[0].astype(np.float32) / 32768
+    assert abs(np.abs(row[:15000]).max() - 0.5) < 1e-3
+    t0 = time.perf_counter()
+    again = data.load_split(tiny_dataset, "12", "train", cache_dir=cache, progress=False)
+    assert time.perf_counter() - t0 < 1.0
+    assert isinstance(again.audio, np.memmap)
+    np.testing.assert_array_equal(again.audio, d.audio)
+    assert again.paths == d.paths
+
+
+def test_cache_invalidated_when_a_file_changes(tiny_dataset: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = data.load_split(tiny_dataset, "yesno", "train", cache_dir=cache, progress=False)
+    target = Path(first.paths[0])
+    sf.write(target, tone(3000), 16000, subtype="PCM_16")
+    second = data.load_split(tiny_dataset, "yesno", "train", cache_dir=cache, progress=False)
+    assert not np.array_equal(first.audio[0], second.audio[0])
+
+
+def test_bad_files_are_skipped_loudly_and_others_kept(tiny_dataset: Path, tmp_path: Path) -> None:
+    clips = [c for c in data.build_index(tiny_dataset) if c.word == "yes" and c.split == "train"]
+    Path(clips[0].path).write_bytes(b"")  # empty
+    Path(clips[1].path).write_bytes(b"RIFF....WAVEjunk" * 4)  # corrupt
+    sf.write(clips[2].path, np.stack([tone(500, 8000), tone(500, 8000)], 1), 8000)  # stereo 8k
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = data.load_split(
+            tiny_dataset, "yesno", "train", cache_dir=tmp_path / "c", progress=False
+        )
+    message = " ".join(str(w.message) for w in caught)
+    assert "2 of" in message and Path(clips[0].path).name in message
+    assert Path(clips[1].path).name in message
+    assert len(d.errors) == 2 and clips[0].path not in d.paths
+    n_expected = (
+        sum(
+            1
+            for c in data.build_index(tiny_dataset)
+            if c.word in ("yes", "no") and c.split == "train"
+        )
+        - 2
+    )
+    assert len(d) == n_expected
+    row = d.audio[d.paths.index(clips[2].path)].astype(np.float32) / 32768
+    assert np.abs(row[:15000]).max() > 0.4  # resampled and downmixed, not dropped
+
+
+def test_background_noise_splits_do_not_overlap(tiny_dataset: Path) -> None:
+    tr = data.background_noise(tiny_dataset, "train")
+    te = data.background_noise(tiny_dataset, "test")
+    assert tr.shape[1] == 16000 and len(tr) > len(te) > 0
+    assert not any(np.array_equal(a, b) for a in tr for b in te)
+
+
+def test_resolve_dataset_errors_clearly(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="neither a known dataset"):
+        data.resolve_dataset(str(tmp_path / "nope"))
+    assert data.resolve_dataset(str(tmp_path)) == tmp_path.resolve()
+
+
+# ------------------------------------------------------------------------- the real clips
+@needs_real
+def test_real_clips_index_and_speaker_disjoint_split(tmp_path: Path) -> None:
+    clips = data.build_index(REAL_DATA)
+    assert len(clips) > 3000
+    splits_of: dict[str, set[str]] = {}
+    for c in clips:
+        splits_of.setdefault(c.speaker, set()).add(c.split)
+    assert all(len(s) == 1 for s in splits_of.values())
+    d = data.load_split(REAL_DATA, "12", "test", cache_dir=tmp_path, progress=False)
+    assert set(d.counts().values()) and min(d.counts().values()) > 20
+    assert not d.errors
