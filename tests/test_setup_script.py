@@ -1,0 +1,117 @@
+"""colab_setup.sh and the download command, end to end against a local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import speakers, write_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def served_archive(tmp_path: Path):
+    """A Speech Commands-layout .tar.gz served over HTTP on 127.0.0.1; yields (url, sha, log)."""
+    src = write_dataset(tmp_path / "src", ["yes", "no", "cat"], speakers(8))
+    www = tmp_path / "www"
+    www.mkdir()
+    archive = www / "mini.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for p in sorted(src.rglob("*")):
+            tar.add(p, arcname=f"./{p.relative_to(src)}", recursive=False)
+    requests: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            requests.append(self.path)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/mini.tar.gz"
+    yield url, hashlib.sha256(archive.read_bytes()).hexdigest(), requests
+    server.shutdown()
+
+
+def _setup(data_dir: Path, url: str, sha: str) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHON": sys.executable,
+        "AUDIO_COURSE_DATASET": "mini",
+        "AUDIO_COURSE_URL": url,
+        "AUDIO_COURSE_SHA256": sha,
+        "HOME": str(data_dir.parent),
+    }
+    return subprocess.run(
+        ["bash", "colab_setup.sh", str(data_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_colab_setup_installs_nothing_downloads_and_reports(served_archive, tmp_path: Path):
+    url, sha, requests = served_archive
+    first = _setup(tmp_path / "drive", url, sha)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = first.stdout
+    assert "working pair, kept" in out and "all other packages present" in out
+    assert f"mini ({3 * 8} clips)" in out
+    assert "GPU: none" in out and "Change runtime type" in out
+    assert (tmp_path / "drive" / "mini" / "yes").is_dir()
+    n_requests = len(requests)
+    second = _setup(tmp_path / "drive", url, sha)  # idempotent: no download, nothing installed
+    assert second.returncode == 0 and len(requests) == n_requests
+    assert "installing" not in second.stdout
+
+
+def test_colab_setup_reports_a_bad_checksum_and_leaves_nothing(served_archive, tmp_path: Path):
+    url, _, _ = served_archive
+    result = _setup(tmp_path / "drive", url, "0" * 64)
+    assert result.returncode == 0  # the rest of the set-up still completes ...
+    assert "0" * 64 in result.stderr and "dataset is not ready" in result.stderr  # ... loudly
+    assert not (tmp_path / "drive" / "mini").exists()
+
+
+def _online(host: str = "download.tensorflow.org") -> bool:
+    try:
+        socket.getaddrinfo(host, 80)
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_online(), reason="this machine has internet: it would really download")
+def test_download_command_fails_fast_offline_and_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "x"
+    t0 = time.perf_counter()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "utils.py",
+            "download",
+            "--dataset",
+            "speech_commands_test_set_v0.02",
+            "--root",
+            str(target),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert time.perf_counter() - t0 < 60
+    assert result.returncode == 1
+    assert "download.tensorflow.org" in result.stderr and "--url" in result.stderr
+    assert not target.exists()
