@@ -187,6 +187,16 @@ def test_bad_files_are_skipped_loudly_and_others_kept(tiny_dataset: Path, tmp_pa
     assert np.abs(row[:15000]).max() > 0.4  # resampled and downmixed, not dropped
 
 
+def test_parallel_decode_matches_sequential(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    seq = data.load_split(tiny_dataset, "35", "train", cache_dir=tmp_path / "a", progress=False)
+    monkeypatch.setattr(data, "_DECODE_CHUNK", 7)  # many small chunks: the process-pool path
+    par = data.load_split(tiny_dataset, "35", "train", cache_dir=tmp_path / "b", progress=False)
+    assert len(seq) >= 4 * 7
+    np.testing.assert_array_equal(seq.audio, par.audio)
+
+
 def test_background_noise_splits_do_not_overlap(tiny_dataset: Path) -> None:
     tr = data.background_noise(tiny_dataset, "train")
     te = data.background_noise(tiny_dataset, "test")
