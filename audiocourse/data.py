@@ -219,8 +219,8 @@ def build_index(root: str | Path, assign: str = "auto") -> list[Clip]:
         raise FileNotFoundError(f"{root}: no .wav clips found in word folders")
     if assign in ("auto", "hash") and not use_lists:
         # A folder cut from ONE official split (e.g. the official test-set archive) has almost
-        # all speakers in one hash bucket. Re-draw a speaker-disjoint 70/10/20 split with a
-        # salted hash: still by speaker, still deterministic, but usable for training.
+        # all speakers in one hash bucket. Re-draw a speaker-disjoint split (65/15/20 % of the
+        # speakers) with a salted hash: still by speaker, deterministic, usable for training.
         top = max(sum(c.split == s for c in clips) for s in SPLITS)
         if top > 0.9 * len(clips):
             clips = [
