@@ -123,8 +123,8 @@ def fix_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:
         pad = [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])]
         return np.pad(x, pad)
     energy = np.square(x.astype(np.float64)).reshape(-1, x.shape[-1]).sum(axis=0)
-    window = np.convolve(energy, np.ones(n), mode="valid")
-    start = int(np.argmax(window))
+    csum = np.concatenate([[0.0], np.cumsum(energy)])
+    start = int(np.argmax(csum[n:] - csum[:-n]))  # energy of every n-sample window, O(length)
     return x[..., start : start + n]
 
 
