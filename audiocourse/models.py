@@ -127,10 +127,11 @@ class CNNet(nn.Module):
         pool: tuple[int, int] = (4, 4),
         hidden: int = 64,
         dropout: float = 0.3,
+        extra_blocks: int = 0,
     ) -> None:
         super().__init__()
         c1, c2 = channels
-        self.features = nn.Sequential(
+        layers: list[nn.Module] = [
             nn.Conv2d(in_channels, c1, kernel_size=5, bias=False),
             nn.BatchNorm2d(c1),
             nn.ReLU(inplace=True),
@@ -140,11 +141,21 @@ class CNNet(nn.Module):
             nn.ReLU(inplace=True),
             nn.Dropout2d(dropout),
             nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(pool),
-        )
+        ]
+        c = c2
+        for _ in range(extra_blocks):
+            layers += [
+                nn.Conv2d(c, 2 * c, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(2 * c),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
+            c *= 2
+        layers.append(nn.AdaptiveAvgPool2d(pool))
+        self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(c2 * pool[0] * pool[1], hidden),
+            nn.Linear(c * pool[0] * pool[1], hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
             nn.Linear(hidden, n_classes),

@@ -1261,6 +1261,7 @@ def train_task(
     classes = list(splits["train"].classes)
     if "_silence_" in classes:
         augment.setdefault("silence_label", classes.index("_silence_"))
+    torch.manual_seed(seed)  # the initial weights depend on the seed too, not on earlier draws
     try:
         net = build_model(model, len(classes), **mkw)
     except TypeError as e:
