@@ -117,6 +117,10 @@ class CNNet(nn.Module):
     an adaptive average pool, so any input size works (201 x 81 spectrograms, 40 x 101 log-mels)
     and the classifier shrinks from 2.56 M to ``64*ph*pw*hidden`` weights; no ReLU on the logits;
     ``n_classes`` is a parameter. Input ``(B, F, T)`` or ``(B, in_channels, F, T)``.
+
+    ``pool`` keeps a coarse ``(frequency, time)`` grid: *where* in frequency energy lies matters
+    for speech, so pooling everything to ``(1, 1)`` hurts. ``extra_blocks`` appends ``3 x 3``
+    conv blocks (channels doubling) before the pooling, for experiments (notebook 03 exercises).
     """
 
     def __init__(

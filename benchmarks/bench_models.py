@@ -15,9 +15,10 @@ yesno (notebook 03)
     * the same model and recipe from in-memory tensors with identical pixels: test accuracy
       (agreement) and training seconds per epoch for both routes, plus the input pipeline alone
       (one epoch of batches, no model);
-    * the fixed ``CNNet`` with its recipe (``train.default_recipe('cnnet')``, the tensor route
-      with the device pipeline): test accuracy -- the same as
-      ``python utils.py train --task yesno --model cnnet --data real``;
+    * the fixed ``CNNet`` with its recipe (``train.default_recipe('cnnet')`` with batch 32 and
+      learning rate 2e-3 as in notebook 03; the tensor route with the device pipeline): test
+      accuracy -- the same as ``python utils.py train --task yesno --model cnnet --data real
+      --epochs 20 --batch-size 32 --lr 2e-3``;
     * ``--leak``: the fixed model trained on the original's random 80/20 split, accuracy on test
       clips of speakers seen in training vs new speakers.
 ten (notebook 04)
@@ -187,6 +188,7 @@ def part_yesno(root: Path, args: argparse.Namespace, device: torch.device) -> li
 
     # 3. the fixed model, its recipe, the device pipeline (= python utils.py train ...)
     rec, aug = _recipe("cnnet", args.epochs_fixed)
+    rec.update(batch_size=32, lr=2e-3)  # notebook 03's FIXED_BATCH_SIZE, FIXED_LR
     torch.manual_seed(seed)
     fixed = build_model("cnnet", len(classes))
     pipe = T.Pipeline(default_frontend("cnnet"), noise=noise, **aug)
@@ -197,7 +199,8 @@ def part_yesno(root: Path, args: argparse.Namespace, device: torch.device) -> li
     print(f"fixed CNNet, {rec}, {aug}: test {_pct(acc_f)} (best val epoch {h_f.best_epoch}), "
           f"{s_f:.2f} s/epoch")  # fmt: skip
     rows.append(
-        f"| yes/no | fixed CNNet (tensor route, recipe 'cnnet', {rec['epochs']} ep, best val) "
+        f"| yes/no | fixed CNNet (tensor route, recipe 'cnnet', batch 32, lr 2e-3, "
+        f"{rec['epochs']} ep, best val) "
         f"| {T.count_parameters(fixed):,} | {_pct(acc_f)} | {s_f:.1f} |"
     )
 

@@ -98,8 +98,12 @@ def test_log_softmax_into_cross_entropy_is_idempotent():
 
 
 @pytest.mark.parametrize("shape", [(3, 201, 81), (3, 1, 201, 81), (3, 40, 101), (3, 1, 64, 64)])
-def test_cnnet_any_input_size(shape):
-    assert CNNet(n_classes=5).eval()(torch.randn(shape)).shape == (3, 5)
+@pytest.mark.parametrize("extra_blocks", [0, 1])
+def test_cnnet_any_input_size(shape, extra_blocks):
+    m = CNNet(n_classes=5, extra_blocks=extra_blocks).eval()
+    assert m(torch.randn(shape)).shape == (3, 5)
+    convs = [x for x in m.modules() if isinstance(x, nn.Conv2d)]
+    assert len(convs) == 2 + extra_blocks
 
 
 def test_cnnet_returns_raw_logits_and_is_small():
