@@ -284,21 +284,22 @@ class Pipeline(nn.Module):
         if not train:
             return self.features(x)
         aug = self.augment
-        x = x.float() / 32768.0 if not x.is_floating_point() else x.float()
-        if aug.get("speed_change", 0.0) > 0:
-            x = speed_perturb(x, aug["speed_change"], generator=generator)
         shift = int(round(aug["sample_rate"] * aug["time_shift_ms"] / 1000.0))
-        if shift > 0:
-            x = time_shift(x, shift, generator=generator)
+        speed = aug.get("speed_change", 0.0) > 0
+        if shift > 0 and not speed:
+            x = time_shift(x, shift, generator=generator)  # on int16 if so: half the bytes
+        x = x.float() / 32768.0 if not x.is_floating_point() else x.float()
+        if speed:
+            x = speed_perturb(x, aug["speed_change"], generator=generator)
+            if shift > 0:
+                x = time_shift(x, shift, generator=generator)
         if self.noise.numel() and aug["noise_prob"] > 0:
-            mixed = mix_noise(
-                x, self.noise, aug["noise_prob"], aug["noise_gain"], generator=generator
-            )
+            prob, gain = aug["noise_prob"], aug["noise_gain"]
             if aug["silence_label"] is not None and labels is not None:
-                loud = mix_noise(x, self.noise, 1.0, aug["silence_gain"], generator=generator)
-                is_sil = (labels == aug["silence_label"]).view(-1, *([1] * (x.dim() - 1)))
-                mixed = torch.where(is_sil, loud, mixed)
-            x = mixed
+                is_sil = labels.to(x.device) == aug["silence_label"]  # always noise, louder
+                prob = torch.where(is_sil, 1.0, prob)
+                gain = torch.where(is_sil, aug["silence_gain"], gain)
+            x = mix_noise(x, self.noise, prob, gain, generator=generator)
         feats = self.features(x)
         sa = aug["spec_augment"]
         if sa:

@@ -37,6 +37,29 @@ def _speechlike(batch: int = 3, seed: int = 0) -> torch.Tensor:
 # --------------------------------------------------------------------------- frontends
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"n_fft": 512, "win_length": 400}, {"center": False}, {"n_mels": 64, "hop_length": 128}],
+)
+def test_logmel_matches_torchaudio_melspectrogram(kwargs):
+    # LogMel computes the STFT itself (frames + rfft, chunked on CPU) for speed; it must give
+    # torchaudio's numbers, for batches larger than one CPU chunk and for a single clip.
+    x = torch.cat([_speechlike(40, seed=1), torch.zeros(1, SR)])
+    ours = LogMel(**kwargs)
+    cfg = {"n_fft": 480, "hop_length": 160, "n_mels": 40, **kwargs}
+    ta = torchaudio.transforms.MelSpectrogram(SR, f_min=20.0, f_max=8000.0, power=2.0, **cfg)
+    expected = torch.log(ta(x) + 1e-6)
+    torch.testing.assert_close(ours(x), expected, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(ours(x[3]), expected[3], atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(ours(x[:2].unsqueeze(1)), expected[:2].unsqueeze(1), atol=2e-4,
+                               rtol=1e-4)  # fmt: skip
+
+
+def test_logmel_rejects_clips_too_short_to_reflect():
+    with pytest.raises(RuntimeError):
+        LogMel()(torch.zeros(2, 100))
+
+
 def test_logmel_shapes_and_layouts():
     x = _speechlike(4)
     m = LogMel()
@@ -221,6 +244,14 @@ def test_time_shift_shifts_each_row_with_zero_fill():
     assert shifts.min() == -max_shift and shifts.max() == max_shift  # full range used
     assert abs(shifts.mean()) < 1.0  # symmetric
     assert len(set(shifts.tolist())) == 2 * max_shift + 1
+
+
+def test_time_shift_keeps_int16_and_matches_float():
+    x = (torch.randn(16, 400) * 3000).to(torch.int16)
+    a = time_shift(x, 50, generator=torch.Generator().manual_seed(5))
+    b = time_shift(x.float(), 50, generator=torch.Generator().manual_seed(5))
+    assert a.dtype == torch.int16
+    torch.testing.assert_close(a.float(), b)
 
 
 def test_time_shift_channels_move_together_and_seed_repeats():
