@@ -109,6 +109,9 @@ def speed_perturb(x: Tensor, max_change: float, generator: torch.Generator | Non
     higher (Kaldi's speed perturbation, Ko et al. 2015) -- a cheap stand-in for the many voices
     and speaking rates of unseen speakers. The clip is stretched about its centre by linear
     interpolation, zero outside; ``x`` is a ``(B, T)`` float batch on any device, vectorised.
+    (Linear interpolation does not low-pass filter first: speeding up by 10 % folds content
+    above 8 kHz / 1.1 = 7.3 kHz back below it, where speech has little energy; fine for
+    augmentation.)
     """
     if max_change <= 0:
         return x
@@ -118,14 +121,15 @@ def speed_perturb(x: Tensor, max_change: float, generator: torch.Generator | Non
     else:
         u = torch.rand(b, generator=generator, device=generator.device).to(x.device)
     rate = 1.0 + max_change * (2.0 * u - 1.0)  # (B,)
-    centre = (t - 1) / 2.0
-    pos = centre + (torch.arange(t, device=x.device, dtype=x.dtype) - centre) * rate[:, None]
-    inside = (pos >= 0) & (pos <= t - 1)
-    lo = pos.floor().clamp(0, t - 2)
-    frac = (pos - lo).clamp(0, 1)
-    lo = lo.long()
-    left, right = torch.gather(x, 1, lo), torch.gather(x, 1, lo + 1)
-    return torch.where(inside, left + frac * (right - left), torch.zeros_like(x))
+    # Output sample i reads input position centre + (i - centre) * rate. grid_sample does the
+    # linear interpolation (zeros beyond the edges) in one fused kernel: ~4x faster on CPU than
+    # two gathers; its normalised coordinates (align_corners) make the centre 0 and the ends +-1.
+    grid_x = torch.linspace(-1.0, 1.0, t, device=x.device, dtype=x.dtype) * rate[:, None]
+    grid = torch.stack([grid_x, torch.zeros_like(grid_x)], dim=-1).unsqueeze(1)  # (B, 1, T, 2)
+    out = nn.functional.grid_sample(
+        x.reshape(b, 1, 1, t), grid, mode="bilinear", padding_mode="zeros", align_corners=True
+    )
+    return out.reshape(b, t)
 
 
 class Pipeline(nn.Module):
@@ -1162,8 +1166,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-3, "warmup_epochs": 2, "label_smoothing": 0.05,
         "augment": {"spec_augment": True},
     },
-    "cnnet": {
-        "epochs": 20, "batch_size": 64, "optimizer": "adamw", "lr": 1e-3,
+    "cnnet": {  # checked on the real yes/no clips (benchmarks/bench_models.py, part yesno)
+        "epochs": 20, "batch_size": 32, "optimizer": "adamw", "lr": 2e-3,
         "weight_decay": 1e-2, "warmup_epochs": 1, "label_smoothing": 0.0,
         "augment": {"spec_augment": {"freq_masks": 2, "freq_width": 20, "time_masks": 2,
                                       "time_width": 10}},

@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/bench_kws.py --parts a       # only the feature pipeline
     .venv/bin/python benchmarks/bench_kws.py --parts c --compare cnnet_original,mfcc1d_plus
 
-(a) Preprocessing + augmentation + features of a batch on the device (int16 -> float, time shift,
-    background noise, log-mel, normalisation, SpecAugment: ``train.Pipeline``), in clips/s, next
+(a) Preprocessing + augmentation + features of a batch on the device (``train.Pipeline`` with the
+    default recipe's augmentation: int16 -> float, time shift, speed perturbation if the recipe
+    has it, background noise, log-mel, normalisation, SpecAugment), in clips/s, next
     to the Microsoft Learn route measured in the same run on the same clips (a matplotlib figure
     saved as a PNG per clip: ``features.export_spectrogram_pngs_matplotlib``). Neither route
     includes WAV decoding (ours reads the cached int16 array; the PNG route gets the arrays).
@@ -111,7 +112,9 @@ def _pipeline_rate(
     repeats: int = 3,
 ) -> float:
     """Best-of-``repeats`` clips/s of the training pipeline over all of ``audio``."""
-    pipe = T.Pipeline(default_frontend("bcresnet"), noise=noise, silence_label=11).to(device)
+    # the default recipe's augmentation, exactly as `python utils.py train` sets it up
+    augment = {**T.default_recipe("bcresnet")["augment"], "silence_label": 11}
+    pipe = T.Pipeline(default_frontend("bcresnet"), noise=noise, **augment).to(device)
     x = torch.from_numpy(audio).to(device)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
     pipe.fit_normaliser(x[: min(len(x), 512)])
@@ -188,7 +191,8 @@ def _train_rate(
     kwargs = {"width": width} if model_name == "bcresnet" else {}
     model = build_model(model_name, 12, **kwargs)
     noise = (0.1 * rng.standard_normal((50, 16000))).astype(np.float32)
-    pipe = T.Pipeline(default_frontend(model_name, **kwargs), noise=noise, silence_label=11)
+    augment = {**T.default_recipe(model_name)["augment"], "silence_label": 11}
+    pipe = T.Pipeline(default_frontend(model_name, **kwargs), noise=noise, **augment)
     pipe.to(device).fit_normaliser(x[:1024])
     hist = T.fit(model, split, None, pipeline=pipe, epochs=epochs, batch_size=batch,
                  device=device, amp=amp, compile=compile, progress=False, lr=1e-3)  # fmt: skip

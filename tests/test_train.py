@@ -268,7 +268,8 @@ def test_speed_perturb_changes_pitch_by_the_drawn_factor() -> None:
     t = torch.arange(16000) / 16000
     x = torch.sin(2 * torch.pi * 440 * t).repeat(4, 1)
     torch.testing.assert_close(T.speed_perturb(x, 0.0), x)
-    torch.testing.assert_close(T.speed_perturb(x, 1e-9), x, atol=1e-5, rtol=0)
+    # ~identity: float32 grid coordinates over 16,000 samples are good to ~1e-3 of a sample
+    torch.testing.assert_close(T.speed_perturb(x, 1e-9), x, atol=1e-3, rtol=0)
     y = T.speed_perturb(x, 0.1, generator=torch.Generator().manual_seed(3))
     rate = 1 + 0.1 * (2 * torch.rand(4, generator=torch.Generator().manual_seed(3)) - 1)
     peak = torch.fft.rfft(y).abs().argmax(dim=1).float()  # 1 Hz per bin for 1 s
