@@ -102,16 +102,20 @@ class Normaliser(nn.Module):
 _SPEC_AUGMENT_DEFAULT = {"freq_masks": 2, "freq_width": 5, "time_masks": 2, "time_width": 20}
 
 
-def speed_perturb(x: Tensor, max_change: float, generator: torch.Generator | None = None) -> Tensor:
+def speed_perturb(
+    x: Tensor, max_change: float, generator: torch.Generator | None = None, step: float = 0.01
+) -> Tensor:
     """Resample each clip by its own random factor in ``1 +- max_change`` (notebook 05).
 
     Like playing a tape slightly fast or slow: a factor 1.1 makes the word 10 % shorter *and* 10 %
-    higher (Kaldi's speed perturbation, Ko et al. 2015) -- a cheap stand-in for the many voices
-    and speaking rates of unseen speakers. The clip is stretched about its centre by linear
-    interpolation, zero outside; ``x`` is a ``(B, T)`` float batch on any device, vectorised.
-    (Linear interpolation does not low-pass filter first: speeding up by 10 % folds content
-    above 8 kHz / 1.1 = 7.3 kHz back below it, where speech has little energy; fine for
-    augmentation.)
+    higher (Kaldi's speed perturbation, Ko et al. 2015, which uses the three factors 0.9, 1.0,
+    1.1) -- a cheap stand-in for the many voices and speaking rates of unseen speakers. Factors
+    are drawn uniformly on a grid of ``step`` (0.90, 0.91, ..., 1.10), so the batch splits into at
+    most 21 groups, each resampled by one linear ``interpolate`` call (7x faster on CPU than a
+    per-sample ``grid_sample``) and cropped or zero-padded about its centre back to ``T``.
+    ``x`` is a ``(B, T)`` float batch on any device. (Linear interpolation does not low-pass
+    first: speeding up by 10 % folds content above 8 kHz / 1.1 = 7.3 kHz back below it, where
+    speech has little energy; fine for augmentation.)
     """
     if max_change <= 0:
         return x
@@ -120,16 +124,25 @@ def speed_perturb(x: Tensor, max_change: float, generator: torch.Generator | Non
         u = torch.rand(b, device=x.device)
     else:
         u = torch.rand(b, generator=generator, device=generator.device).to(x.device)
-    rate = 1.0 + max_change * (2.0 * u - 1.0)  # (B,)
-    # Output sample i reads input position centre + (i - centre) * rate. grid_sample does the
-    # linear interpolation (zeros beyond the edges) in one fused kernel: ~4x faster on CPU than
-    # two gathers; its normalised coordinates (align_corners) make the centre 0 and the ends +-1.
-    grid_x = torch.linspace(-1.0, 1.0, t, device=x.device, dtype=x.dtype) * rate[:, None]
-    grid = torch.stack([grid_x, torch.zeros_like(grid_x)], dim=-1).unsqueeze(1)  # (B, 1, T, 2)
-    out = nn.functional.grid_sample(
-        x.reshape(b, 1, 1, t), grid, mode="bilinear", padding_mode="zeros", align_corners=True
-    )
-    return out.reshape(b, t)
+    levels = max(1, round(max_change / step))
+    grid = max_change / levels  # the actual step: max_change is always reachable
+    k = (u * (2 * levels + 1)).floor().long().clamp_max(2 * levels) - levels  # -L..L
+    out = x.clone()
+    for level in k.unique().tolist():
+        if level == 0:
+            continue
+        rows = (k == level).nonzero().squeeze(1)
+        n = max(2, round(t / (1.0 + level * grid)))  # faster -> fewer samples
+        y = nn.functional.interpolate(
+            x.index_select(0, rows).unsqueeze(1), size=n, mode="linear", align_corners=True
+        ).squeeze(1)
+        start = abs(n - t) // 2
+        if n >= t:
+            y = y[:, start : start + t]
+        else:
+            y = nn.functional.pad(y, (start, t - n - start))
+        out.index_copy_(0, rows, y)
+    return out
 
 
 class Pipeline(nn.Module):
@@ -1161,10 +1174,10 @@ def model_summary(model: nn.Module, input_size: Sequence[int], depth: int = 3, *
 #: Default training settings per model (what ``python utils.py train`` uses unless overridden).
 RECIPES: dict[str, dict[str, Any]] = {
     "bcresnet": {  # checked on the real 12-class clips (benchmarks/bench_kws.py, part c)
-        "model_kwargs": {"width": 3},
-        "epochs": 40, "batch_size": 64, "optimizer": "adamw", "lr": 6e-3,
+        "model_kwargs": {"width": 4},  # 89,884 parameters for 12 classes
+        "epochs": 60, "batch_size": 64, "optimizer": "adamw", "lr": 6e-3,
         "weight_decay": 1e-3, "warmup_epochs": 2, "label_smoothing": 0.05,
-        "augment": {"spec_augment": True},
+        "augment": {"spec_augment": True, "speed_change": 0.1},
     },
     "cnnet": {  # checked on the real yes/no clips (benchmarks/bench_models.py, part yesno)
         "epochs": 20, "batch_size": 32, "optimizer": "adamw", "lr": 2e-3,

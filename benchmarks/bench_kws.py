@@ -244,19 +244,23 @@ def part_c(args: argparse.Namespace, device: torch.device) -> dict:
         + f"; noise bank {noise.shape[0]} x 1 s (train-split _silence_ clips)"
     )
     results = {}
-    runs = [("bcresnet", {"width": args.width, "epochs": args.epochs,
-                          "batch_size": args.batch_size, "lr": args.lr})]  # fmt: skip
+    default = {"width": args.width, "epochs": args.epochs, "batch_size": args.batch_size,
+               "lr": args.lr}  # fmt: skip
+    runs = [("bcresnet", default, s) for s in range(args.seed, args.seed + args.seeds)]
     for name in filter(None, (args.compare or "").split(",")):
-        runs.append((name, {"epochs": args.compare_epochs}))
-    for name, kw in runs:
-        out = Path(args.out) / f"{name}_12" if args.out else None
+        runs.append((name, {"epochs": args.compare_epochs}, args.seed))
+    accs = []
+    for name, kw, seed in runs:
+        out = Path(args.out) / f"{name}_12_seed{seed}" if args.out else None
         res = T.train_task(root, "12", name, splits=splits, noise=noise, device=device,
-                           out=out, resume=False, progress=args.progress, seed=args.seed,
+                           out=out, resume=False, progress=args.progress, seed=seed,
                            **kw)  # fmt: skip
         m = res.metrics
+        if name == "bcresnet":
+            accs.append(m["test_accuracy"])
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in kw.items() if v is not None)
         cmd = (f"python utils.py train --data $AUDIO_COURSE_REAL_DATA --task 12 --model {name} "
-               f"{flags} --seed {args.seed}")  # fmt: skip
+               f"{flags} --seed {seed}")  # fmt: skip
         print(
             f"  {name} {m['model_kwargs']}: test accuracy {100 * m['test_accuracy']:.2f} % "
             f"({m['n_test']} clips, unseen speakers), best val {100 * m['best_val_acc']:.2f} % "
@@ -264,7 +268,11 @@ def part_c(args: argparse.Namespace, device: torch.device) -> dict:
             f"{m['train_seconds']:.0f} s, {m['samples_per_s']:.0f} samples/s (median epoch), "
             f"{torch.get_num_threads()} thread(s)\n    command: {cmd}"
         )
-        results[name] = {k: v for k, v in m.items() if k != "test"}
+        results[f"{name}_seed{seed}"] = {k: v for k, v in m.items() if k != "test"}
+    if len(accs) > 1:
+        mean, std = 100 * np.mean(accs), 100 * np.std(accs, ddof=1)
+        print(f"  default model over seeds {args.seed}-{args.seed + len(accs) - 1}: test "
+              f"accuracy {mean:.2f} ± {std:.2f} % (mean ± std)")  # fmt: skip
     return results
 
 
@@ -285,6 +293,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=CPU_RECIPE["batch_size"])
     ap.add_argument("--lr", type=float, default=CPU_RECIPE["lr"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="(c): the default model for N seeds")
     ap.add_argument("--compile", action="store_true", help="torch.compile on CUDA in (b)")
     ap.add_argument("--compare", default="", help="other models for (c), comma-separated")
     ap.add_argument("--compare-epochs", type=int, default=None, help="default: their recipes")

@@ -27,7 +27,7 @@ ten (notebook 04)
     step (course recipe, deltas, batch norm, global average pooling, second block, kernel 5),
     and the 2-D CNN of notebook 03 on 40-band log-mel (``--cnn2d-spectrogram`` adds its 201 x 81
     spectrogram input, ~5x slower), all with the same number of epochs: validation and test
-    accuracy, parameters, seconds per epoch.
+    accuracy (mean and standard deviation over ``--seeds`` seeds), parameters, seconds per epoch.
 
 Threads: ``--threads auto`` uses one intra-op thread when the machine is busy (load >= half the
 cores): OpenMP's spinning threads are many times slower than one thread when another process
@@ -285,17 +285,22 @@ def part_ten(root: Path, args: argparse.Namespace, device: torch.device) -> list
 
     rows = []
     for label, name, mkw, feat, rec, aug in configs:
-        torch.manual_seed(seed)
-        model = build_model(name, len(classes), **mkw)
-        pipe = T.Pipeline(feat or default_frontend(name, **mkw), noise=noise, **aug)
-        h = T.fit(model, splits["train"], splits["validation"], pipeline=pipe, device=device,
-                  seed=seed, progress=False, **rec)  # fmt: skip
-        val = T.evaluate(model, splits["validation"], pipe, device=device).accuracy
-        test = T.evaluate(model, splits["test"], pipe, device=device).accuracy
-        s = float(np.mean(h["train_seconds"]))
+        vals, tests, secs = [], [], []
+        for s in range(seed, seed + args.seeds):
+            torch.manual_seed(s)
+            model = build_model(name, len(classes), **mkw)
+            pipe = T.Pipeline(feat or default_frontend(name, **mkw), noise=noise, **aug)
+            h = T.fit(model, splits["train"], splits["validation"], pipeline=pipe, device=device,
+                      seed=s, progress=False, **rec)  # fmt: skip
+            vals.append(T.evaluate(model, splits["validation"], pipe, device=device).accuracy)
+            tests.append(T.evaluate(model, splits["test"], pipe, device=device).accuracy)
+            secs.append(float(np.mean(h["train_seconds"])))
         n = T.count_parameters(model)
-        print(f"{label:62} val {_pct(val):>7} test {_pct(test):>7} {n:>9,} params {s:6.2f} s/ep")
-        rows.append(f"| 10 commands | {label} | {n:,} | {_pct(test)} (val {_pct(val)}) | {s:.1f} |")
+        s_ep = float(np.mean(secs))
+        print(f"{label:62} val {_mean_std(vals):>13} test {_mean_std(tests):>13} "
+              f"{n:>9,} params {s_ep:6.2f} s/ep ({_seeds(tests, seed)})")  # fmt: skip
+        rows.append(f"| 10 commands | {label} | {n:,} | {_mean_std(tests)} (val {_mean_std(vals)}) "
+                    f"| {s_ep:.1f} |")  # fmt: skip
     return rows
 
 
@@ -312,7 +317,7 @@ def main() -> int:
     p.add_argument("--threads", default="auto", help="torch intra-op threads, or 'auto'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, default=3,
-                   help="fixed CNNet (yesno): seeds seed..seed+N-1, mean and std")  # fmt: skip
+                   help="seeds seed..seed+N-1 (fixed CNNet and every 'ten' model)")  # fmt: skip
     p.add_argument("--device", default=None)
     args = p.parse_args()
     if not args.data:
