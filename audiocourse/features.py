@@ -56,6 +56,11 @@ INT16_SCALE = 32768.0
 _CHUNK = 2**19  # frame samples per CPU chunk of LogMel (measured: 2**19-2**20 best, 2 cores)
 
 
+def _onnx_exporting() -> bool:
+    onnx = getattr(torch, "onnx", None)
+    return bool(onnx is not None and onnx.is_in_onnx_export())
+
+
 def _as_float_audio(x: Tensor) -> Tensor:
     """int16 PCM -> float32 in [-1, 1); float input is cast to float32 unchanged in value."""
     if not x.is_floating_point():
@@ -179,7 +184,8 @@ class LogMel(nn.Module):
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         per_clip = self.num_frames(shape[-1]) * self.config["n_fft"]
-        if x.device.type == "cpu" and len(x) > 1:
+        exporting = torch.jit.is_tracing() or torch.jit.is_scripting() or _onnx_exporting()
+        if x.device.type == "cpu" and len(x) > 1 and not exporting:  # a trace fixes the chunks
             chunk = max(1, _CHUNK // max(1, per_clip))
             mel = torch.cat([self._fft_chunk(part) for part in x.split(chunk)])
         else:

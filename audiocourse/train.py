@@ -127,11 +127,12 @@ def speed_perturb(
     levels = max(1, round(max_change / step))
     grid = max_change / levels  # the actual step: max_change is always reachable
     k = (u * (2 * levels + 1)).floor().long().clamp_max(2 * levels) - levels  # -L..L
-    out = x.clone()
+    out = torch.empty_like(x)
     for level in k.unique().tolist():
-        if level == 0:
-            continue
         rows = (k == level).nonzero().squeeze(1)
+        if level == 0:
+            out.index_copy_(0, rows, x.index_select(0, rows))
+            continue
         n = max(2, round(t / (1.0 + level * grid)))  # faster -> fewer samples
         y = nn.functional.interpolate(
             x.index_select(0, rows).unsqueeze(1), size=n, mode="linear", align_corners=True
@@ -148,14 +149,16 @@ def speed_perturb(
 class Pipeline(nn.Module):
     """Waveform batch -> (augmented) normalised features, entirely on the device (notebook 05).
 
-    Per training batch, in this order: int16 -> float in [-1, 1]; a random time shift of up to
-    ``time_shift_ms`` (zero fill); with probability ``noise_prob`` a random slice of the noise bank
-    added at a random gain in [0, ``noise_gain``] (rows labelled ``silence_label`` get noise of gain
-    up to ``silence_gain`` every time, so "silence" covers quiet and loud backgrounds); the frontend
-    (``make_frontend(feature)``: log-mel, MFCC or dB spectrogram); per-row normalisation with
-    statistics of the clean training split; SpecAugment masks (``spec_augment`` dict, ``None``
-    or ``False`` to switch off; masked cells get 0 = the training mean). Evaluation batches get only
-    the frontend and normalisation. ``infer_module(model)`` chains frontend, normaliser and model
+    Per training batch, in this order: a random time shift of up to ``time_shift_ms`` (zero
+    fill; done on int16 input); int16 -> float in [-1, 1]; speed perturbation by up to
+    ``speed_change`` (:func:`speed_perturb`; 0 = off); with probability ``noise_prob`` a random
+    slice of the noise bank added at a random gain in [0, ``noise_gain``] (rows labelled
+    ``silence_label`` get noise of gain up to ``silence_gain`` every time, so "silence" covers
+    quiet and loud backgrounds); the frontend (``make_frontend(feature)``: log-mel, MFCC or dB
+    spectrogram); per-row normalisation with statistics of the clean training split; SpecAugment
+    masks (``spec_augment`` dict, ``None`` or ``False`` to switch off; masked cells get 0 = the
+    training mean). Evaluation batches get only the frontend and normalisation.
+    ``infer_module(model)`` chains frontend, normaliser and model
     into the module that maps raw waveforms to logits.
 
     ``noise``: ``(K, >=16000)`` float or int16 noise slices, e.g. ``data.background_noise(root)``;
@@ -302,14 +305,11 @@ class Pipeline(nn.Module):
             return self.features(x)
         aug = self.augment
         shift = int(round(aug["sample_rate"] * aug["time_shift_ms"] / 1000.0))
-        speed = aug.get("speed_change", 0.0) > 0
-        if shift > 0 and not speed:
-            x = time_shift(x, shift, generator=generator)  # on int16 if so: half the bytes
+        if shift > 0:  # first, on int16 if so: half the bytes (speed then scales it by <= 10 %)
+            x = time_shift(x, shift, generator=generator)
         x = x.float() / 32768.0 if not x.is_floating_point() else x.float()
-        if speed:
+        if aug.get("speed_change", 0.0) > 0:
             x = speed_perturb(x, aug["speed_change"], generator=generator)
-            if shift > 0:
-                x = time_shift(x, shift, generator=generator)
         if self.noise.numel() and aug["noise_prob"] > 0:
             prob, gain = aug["noise_prob"], aug["noise_gain"]
             if aug["silence_label"] is not None and labels is not None:
