@@ -69,6 +69,7 @@ from audiocourse.features import (  # noqa: F401
     frontend_spec,
     time_shift,
     mix_noise,
+    speed_perturb,
     spec_augment,
     spec_augment_preview,
     tone,
@@ -148,7 +149,6 @@ from audiocourse.bcresnet import (  # noqa: F401
 from audiocourse.train import (  # noqa: F401
     Normaliser,
     Pipeline,
-    speed_perturb,
     History,
     EvalResult,
     RunResult,

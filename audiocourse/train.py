@@ -41,13 +41,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .env import get_device
-from .features import mix_noise, spec_augment, time_shift
+from .features import mix_noise, spec_augment, speed_perturb, time_shift
 from .frontends import frontend_config, make_frontend
 
 __all__ = [
     "Normaliser",
     "Pipeline",
-    "speed_perturb",
     "History",
     "EvalResult",
     "RunResult",
@@ -100,50 +99,6 @@ class Normaliser(nn.Module):
 
 
 _SPEC_AUGMENT_DEFAULT = {"freq_masks": 2, "freq_width": 5, "time_masks": 2, "time_width": 20}
-
-
-def speed_perturb(
-    x: Tensor, max_change: float, generator: torch.Generator | None = None, step: float = 0.01
-) -> Tensor:
-    """Resample each clip by its own random factor in ``1 +- max_change`` (notebook 05).
-
-    Like playing a tape slightly fast or slow: a factor 1.1 makes the word 10 % shorter *and* 10 %
-    higher (Kaldi's speed perturbation, Ko et al. 2015, which uses the three factors 0.9, 1.0,
-    1.1) -- a cheap stand-in for the many voices and speaking rates of unseen speakers. Factors
-    are drawn uniformly on a grid of ``step`` (0.90, 0.91, ..., 1.10), so the batch splits into at
-    most 21 groups, each resampled by one linear ``interpolate`` call (7x faster on CPU than a
-    per-sample ``grid_sample``) and cropped or zero-padded about its centre back to ``T``.
-    ``x`` is a ``(B, T)`` float batch on any device. (Linear interpolation does not low-pass
-    first: speeding up by 10 % folds content above 8 kHz / 1.1 = 7.3 kHz back below it, where
-    speech has little energy; fine for augmentation.)
-    """
-    if max_change <= 0:
-        return x
-    b, t = x.shape
-    if generator is None:
-        u = torch.rand(b, device=x.device)
-    else:
-        u = torch.rand(b, generator=generator, device=generator.device).to(x.device)
-    levels = max(1, round(max_change / step))
-    grid = max_change / levels  # the actual step: max_change is always reachable
-    k = (u * (2 * levels + 1)).floor().long().clamp_max(2 * levels) - levels  # -L..L
-    out = torch.empty_like(x)
-    for level in k.unique().tolist():
-        rows = (k == level).nonzero().squeeze(1)
-        if level == 0:
-            out.index_copy_(0, rows, x.index_select(0, rows))
-            continue
-        n = max(2, round(t / (1.0 + level * grid)))  # faster -> fewer samples
-        y = nn.functional.interpolate(
-            x.index_select(0, rows).unsqueeze(1), size=n, mode="linear", align_corners=True
-        ).squeeze(1)
-        start = abs(n - t) // 2
-        if n >= t:
-            y = y[:, start : start + t]
-        else:
-            y = nn.functional.pad(y, (start, t - n - start))
-        out.index_copy_(0, rows, y)
-    return out
 
 
 class Pipeline(nn.Module):

@@ -41,6 +41,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _machine import busy, load_report, threads_for  # noqa: E402
 
 from audiocourse import train as T  # noqa: E402
 from audiocourse.data import (  # noqa: E402
@@ -60,24 +61,12 @@ CPU_RECIPE = {"width": _R["model_kwargs"]["width"], "epochs": _R["epochs"],
               "batch_size": _R["batch_size"], "lr": _R["lr"]}  # fmt: skip
 
 
-def _load() -> str:
-    a, b, c = os.getloadavg()
-    return f"load average {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} cores"
-
-
-def _threads(arg: str) -> int:
-    if arg != "auto":
-        return int(arg)
-    cores = os.cpu_count() or 1
-    return 1 if os.getloadavg()[0] >= cores / 2 else cores
-
-
 def _thread_settings() -> list[int]:
     """1 thread, plus all cores when the machine is quiet enough for them to help."""
     cores = os.cpu_count() or 1
     if cores == 1:
         return [1]
-    if os.getloadavg()[0] >= cores / 2:
+    if busy():
         print(f"  (machine busy: timing 1 thread only; {cores} threads would spin-wait)")
         return [1]
     return [1, cores]
@@ -305,9 +294,9 @@ def main() -> None:
         args.data = os.environ.get("AUDIO_COURSE_REAL_DATA")
 
     device = get_device(args.device)
-    torch.set_num_threads(_threads(args.threads))
+    torch.set_num_threads(threads_for(args.threads))
     print(env_report(device))
-    print(f"{_load()}; torch threads: {torch.get_num_threads()} (--threads {args.threads})")
+    print(f"{load_report()}; torch threads: {torch.get_num_threads()} (--threads {args.threads})")
     t0 = time.perf_counter()
     figures: dict = {"device": str(device), "threads": torch.get_num_threads()}
     if "a" in args.parts:
@@ -316,7 +305,7 @@ def main() -> None:
         figures["b"] = part_b(args, device)
     if "c" in args.parts:
         figures["c"] = part_c(args, device)
-    print(f"\n{_load()}; benchmark wall time {time.perf_counter() - t0:.0f} s")
+    print(f"\n{load_report()}; benchmark wall time {time.perf_counter() - t0:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
         print(f"wrote {args.json}")

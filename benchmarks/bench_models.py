@@ -50,6 +50,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _machine import load_report, threads_for  # noqa: E402
 
 from audiocourse import images  # noqa: E402
 from audiocourse import train as T  # noqa: E402
@@ -75,18 +76,6 @@ STEPS_1D = [
     ("+ second conv block", {"blocks": 2}),
     ("+ kernel of 5 frames (= mfcc1d_plus)", {"kernel_size": 5}),
 ]
-
-
-def _load() -> str:
-    a, b, c = os.getloadavg()
-    return f"load average {a:.2f} {b:.2f} {c:.2f} on {os.cpu_count()} cores"
-
-
-def _threads(arg: str) -> int:
-    if arg != "auto":
-        return int(arg)
-    cores = os.cpu_count() or 1
-    return 1 if os.getloadavg()[0] >= cores / 2 else cores
 
 
 def _recipe(name: str, epochs: int) -> tuple[dict, dict]:
@@ -324,9 +313,9 @@ def main() -> int:
         p.error("set AUDIO_COURSE_REAL_DATA or pass --data")
     root = resolve_dataset(args.data)
     device = torch.device(args.device) if args.device else get_device()
-    torch.set_num_threads(_threads(args.threads))
+    torch.set_num_threads(threads_for(args.threads))
     print(env_report(device))
-    print(f"{_load()}; torch threads {torch.get_num_threads()}; seed {args.seed}")
+    print(f"{load_report()}; torch threads {torch.get_num_threads()}; seed {args.seed}")
     print("command: python " + " ".join(sys.argv))
     t0 = time.perf_counter()
     rows = []
@@ -337,7 +326,7 @@ def main() -> int:
         rows += part_leak(root, args, device)
     if "ten" in parts:
         rows += part_ten(root, args, device)
-    print(f"\n{_load()}; total {time.perf_counter() - t0:.0f} s\n")
+    print(f"\n{load_report()}; total {time.perf_counter() - t0:.0f} s\n")
     print("| task | model | parameters | test accuracy | s / epoch |")
     print("|---|---|---:|---:|---:|")
     print("\n".join(rows))

@@ -18,6 +18,7 @@ from audiocourse.features import (
     frontend_spec,
     mix_noise,
     spec_augment,
+    speed_perturb,
     time_shift,
 )
 
@@ -266,6 +267,28 @@ def test_time_shift_channels_move_together_and_seed_repeats():
     torch.testing.assert_close(time_shift(x, 0), x)
     with pytest.raises(ValueError):
         time_shift(x, -1)
+
+
+def test_speed_perturb_changes_pitch_by_the_drawn_factor() -> None:
+    t = torch.arange(16000) / 16000
+    x = torch.sin(2 * torch.pi * 440 * t).repeat(4, 1)
+    torch.testing.assert_close(speed_perturb(x, 0.0), x)
+    torch.testing.assert_close(speed_perturb(x, 1e-9), x, atol=1e-5, rtol=0)
+    y = speed_perturb(x, 0.1, generator=torch.Generator().manual_seed(3))
+    u = torch.rand(4, generator=torch.Generator().manual_seed(3))
+    rate = 1 + 0.01 * ((u * 21).floor().clamp_max(20) - 10)  # uniform on the 0.01 grid
+    peak = torch.fft.rfft(y).abs().argmax(dim=1).float()  # 1 Hz per bin for 1 s
+    torch.testing.assert_close(peak, (440 * rate).round(), atol=2.0, rtol=0)
+    assert (rate - 1).abs().max() > 0.02  # the draws really differ from 1
+    # faster clips are shorter (zeros at both ends), slower ones are cropped about the centre
+    ones = torch.ones(400, 1000)
+    z = speed_perturb(ones, 0.1, generator=torch.Generator().manual_seed(0))
+    zeros = (z == 0).sum(dim=1)
+    assert zeros.max() >= 85 and (zeros == 0).sum() > 100  # 1000 - 1000/1.1 = 91 at most
+    torch.testing.assert_close(z[:, 450:550], torch.ones(400, 100))
+    lead = (z.cumsum(dim=1) == 0).sum(dim=1)  # zeros before the first non-zero sample
+    trail = (z.flip(1).cumsum(dim=1) == 0).sum(dim=1)
+    assert (lead - trail).abs().max() <= 1  # padded symmetrically: the clip stays centred
 
 
 def test_mix_noise_probability_and_gain():
