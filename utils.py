@@ -106,10 +106,8 @@ from audiocourse.models import (  # noqa: F401
     CNNetOriginal,
     CNNet,
     MfccCnn1d,
-    MfccCnn1dPlus,
-    MODELS,
     build_model,
-    default_frontend,
+    model_frontend,
 )
 
 # 03: the PNG-image (ImageFolder) route
@@ -137,34 +135,26 @@ from audiocourse.frontends import (  # noqa: F401
 
 # 05: BC-ResNet
 from audiocourse.bcresnet import (  # noqa: F401
-    PointwiseConv2d,
     SubSpectralNorm,
-    BCResBlock,
     BCResNet,
-    bcresnet_frontend,
-    stage_channels,
 )
 
-# 03-05: the one training loop, evaluation, checkpoints
+# 03-05: the one training loop, evaluation, checkpoints, recipes
 from audiocourse.train import (  # noqa: F401
-    Normaliser,
     Pipeline,
-    History,
-    EvalResult,
-    RunResult,
-    RECIPES,
-    default_recipe,
+    amp_dtype,
     fit,
     evaluate,
-    train_task,
+    record_test,
     load_checkpoint,
     load_model,
     plot_history,
     plot_confusion,
     count_parameters,
     model_summary,
-    amp_dtype,
-    add_commands,
+    RECIPES,
+    default_recipe,
+    train_task,
 )
 
 # 06: predict, stream, export

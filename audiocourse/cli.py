@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+
+import torch
+
+from .data import build_index, load_split, resolve_dataset
+from .demo import make_demo_dataset
+from .download import DATASETS, download_dataset
+from .env import env_report, get_device
+from .models import MODELS
+from .train import LAST, evaluate, load_model, train_task
 
 __all__ = ["main"]
 
-# Modules that add their own sub-commands through ``add_commands(subparsers)``.
-_COMMAND_MODULES = ("audiocourse.train", "audiocourse.infer")
-
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    from .download import DATASETS, download_dataset
-
     if args.url and not args.sha256:
-        print("error: --url needs --sha256 so the archive can be verified", file=sys.stderr)
-        return 2
-    name = None if args.url and args.dataset == "speech_commands_v0.02" else args.dataset
-    if name and name not in DATASETS and not args.url:
-        print(f"error: unknown dataset {name!r}; known: {', '.join(DATASETS)}", file=sys.stderr)
-        return 2
-    path = download_dataset(name, args.root, url=args.url, sha256=args.sha256)
+        raise ValueError("--url needs --sha256 so that the archive can be verified")
+    path = download_dataset(args.dataset, args.root, url=args.url, sha256=args.sha256)
     print(f"dataset ready: {path}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import make_demo_dataset
-
     t0 = time.perf_counter()
     path = make_demo_dataset(args.root, n_speakers=args.speakers, seed=args.seed)
     print(f"synthetic demo dataset ready: {path} ({time.perf_counter() - t0:.1f} s)")
@@ -39,84 +37,144 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from collections import Counter
-
-    from .data import build_index, resolve_dataset
-    from .env import env_report
-
     print(env_report())
     if args.data:
         root = resolve_dataset(args.data)
         clips = build_index(root)
         splits = Counter(c.split for c in clips)
-        print(f"dataset: {root}")
-        print(
-            f"clips: {len(clips)} | words: {len({c.word for c in clips})} | "
-            f"speakers: {len({c.speaker for c in clips})} | "
-            + " | ".join(f"{s}: {splits[s]}" for s in ("train", "validation", "test"))
-        )
+        print(f"dataset: {root}\nclips: {len(clips)} | words: {len({c.word for c in clips})} | "
+              f"speakers: {len({c.speaker for c in clips})} | "
+              + " | ".join(f"{s}: {splits[s]}" for s in ("train", "validation", "test")))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else get_device()
+    print(env_report(device))
+    out = args.out or Path("runs") / f"{args.model}_{args.task}"
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+               "weight_decay": args.weight_decay, "optimizer": args.optimizer,
+               "warmup_epochs": args.warmup_epochs, "label_smoothing": args.label_smoothing}
+    options = {k: v for k, v in options.items() if v is not None}
+    words = args.words.split(",") if args.words else None
+    t0 = time.perf_counter()
+    res = train_task(
+        args.data, "all" if words else args.task, args.model, out=out, noise_dir=args.noise,
+        words=words, width=args.width,
+        seed=args.seed, device=device, amp=not args.no_amp, compile=args.compile,
+        resume=not args.no_resume, progress=not args.quiet, **options,
+    )
+    m = res.metrics
+    print(res.test.report())
+    print(f"test accuracy {100 * m['test_accuracy']:.2f} % on {m['n_test']} clips | "
+          f"{m['params']:,} parameters | {m['epochs']} epochs, {m['train_seconds']:.0f} s of "
+          f"training, {time.perf_counter() - t0:.0f} s in all")
+    print(f"wrote {out / LAST}, {out / 'best.pt'}, {out / 'metrics.json'}")
     return 0
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    """Build the demo set and train a small model on it: the README's first command."""
-    argv = [
-        "train",
-        "--data",
-        "demo",
-        "--task",
-        args.task,
-        "--epochs",
-        str(args.epochs),
-        "--out",
-        str(args.out),
-    ]
-    return main(argv)
+    """The README's first command: the demo set and a small fast model, end to end."""
+    t0 = time.perf_counter()
+    root = resolve_dataset("demo")
+    argv = ["train", "--data", str(root), "--task", args.task, "--model", "mfcc1d_plus",
+            "--epochs", str(args.epochs), "--out", str(args.out), "--no-resume"]
+    code = main(argv + (["--quiet"] if args.quiet else []))
+    print(f"quickstart finished in {time.perf_counter() - t0:.0f} s (demo set included)")
+    return code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command (README)."""
-    parser = argparse.ArgumentParser(
-        prog="python utils.py",
-        description="audio-course command line: data, training, evaluation and inference.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    device = torch.device(args.device) if args.device else get_device()
+    infer, meta = load_model(args.checkpoint, device)
+    task = args.task or meta["config"].get("task")
+    if task is None:
+        raise ValueError(f"cannot tell the task of {args.checkpoint}; pass --task")
+    root = resolve_dataset(args.data)
+    split = load_split(root, task, "test", assign="test" if args.split == "all" else "auto",
+                       progress=not args.quiet)
+    if list(split.classes) != list(meta["classes"]):
+        raise ValueError(f"the data's classes {split.classes} differ from the model's "
+                         f"{meta['classes']}")
+    res = evaluate(infer, split, device=device)
+    print(f"{args.checkpoint} on {root} ({'every clip' if args.split == 'all' else 'test split'},"
+          f" task {task}):\n{res.report()}")
+    if args.json:
+        info = {"checkpoint": str(args.checkpoint), "data": str(root), "task": task}
+        args.json.write_text(json.dumps({**info, **res.to_dict()}, indent=2))
+        print(f"wrote {args.json}")
+    return 0
 
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("download", help="download and verify a dataset (resumable)")
-    p.add_argument(
-        "--dataset",
-        default="speech_commands_v0.02",
-        help="speech_commands_v0.02 (2.4 GB) or speech_commands_test_set_v0.02",
-    )
+    p.add_argument("--dataset", default="speech_commands_v0.02", choices=list(DATASETS))
     p.add_argument("--root", type=Path, default=None, help="parent folder (default: data/)")
     p.add_argument("--url", default=None, help="download this archive instead (same layout)")
     p.add_argument("--sha256", default=None, help="expected SHA-256 of --url's archive")
     p.set_defaults(func=_cmd_download)
-
     p = sub.add_parser("demo", help="build the synthetic (eSpeak NG) offline demo dataset")
     p.add_argument("--root", type=Path, default=None, help="output folder")
     p.add_argument("--speakers", type=int, default=80, help="synthetic speakers (voices)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
-
     p = sub.add_parser("info", help="print the environment and (with --data) a dataset summary")
     p.add_argument("--data", default=None, help="dataset name or folder")
     p.set_defaults(func=_cmd_info)
 
+
+def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quickstart", help="build the demo set and train a small model on it")
     p.add_argument("--task", default="12")
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--out", type=Path, default=Path("runs/quickstart"))
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_quickstart)
+    p = sub.add_parser("train", help="train a model on a task, test it once (writes best.pt, "
+                       "last.pt, metrics.json; resumes from last.pt)")
+    p.add_argument("--data", default="demo", help="demo, speech_commands_v0.02 or a folder")
+    p.add_argument("--task", default="12", choices=["yesno", "10", "12", "35", "all"],
+                   help="all: every word folder of --data")
+    p.add_argument("--words", default=None, help="comma-separated words, e.g. yes,no,up")
+    p.add_argument("--noise", type=Path, default=None, help="folder of background-noise WAVs "
+                   "(default: the dataset's _background_noise_)")
+    p.add_argument("--model", default="bcresnet", choices=list(MODELS))
+    p.add_argument("--out", type=Path, default=None, help="output folder (runs/MODEL_TASK)")
+    p.add_argument("--width", type=float, default=None, help="BC-ResNet width (tau)")
+    for name, kind in (("epochs", int), ("batch-size", int), ("lr", float),
+                       ("weight-decay", float), ("warmup-epochs", float),
+                       ("label-smoothing", float)):
+        p.add_argument(f"--{name}", type=kind, default=None, help="default: the model's recipe")
+    p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--no-amp", action="store_true", help="full fp32 on CUDA")
+    p.add_argument("--no-resume", action="store_true", help="start over even if last.pt exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("evaluate", help="accuracy, per-class figures and confusion of a model")
+    p.add_argument("checkpoint", type=Path, help="a best.pt / last.pt written by train")
+    p.add_argument("--data", required=True, help="dataset name or folder")
+    p.add_argument("--split", choices=["test", "all"], default="test",
+                   help="all: every clip (e.g. the official test-set archive)")
+    p.add_argument("--task", default=None, help="default: the checkpoint's task")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--device", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
 
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.add_commands(sub)
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every sub-command of ``python utils.py`` (README)."""
+    parser = argparse.ArgumentParser(
+        prog="python utils.py", description="audio-course: data, training, inference.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data_commands(sub)
+    _add_train_commands(sub)
     return parser
 
 

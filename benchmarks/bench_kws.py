@@ -52,7 +52,7 @@ from audiocourse.data import (  # noqa: E402
 )
 from audiocourse.env import env_report, get_device  # noqa: E402
 from audiocourse.features import export_spectrogram_pngs_matplotlib  # noqa: E402
-from audiocourse.models import build_model, default_frontend  # noqa: E402
+from audiocourse.models import build_model, model_frontend  # noqa: E402
 
 #: The course's default model and recipe (train.RECIPES): what notebook 05 and
 #: `python utils.py train` use; (c) trains it unchanged unless flags override it.
@@ -103,7 +103,7 @@ def _pipeline_rate(
     """Best-of-``repeats`` clips/s of the training pipeline over all of ``audio``."""
     # the default recipe's augmentation, exactly as `python utils.py train` sets it up
     augment = {**T.default_recipe("bcresnet")["augment"], "silence_label": 11}
-    pipe = T.Pipeline(default_frontend("bcresnet"), noise=noise, **augment).to(device)
+    pipe = T.Pipeline(model_frontend("bcresnet"), noise=noise, **augment).to(device)
     x = torch.from_numpy(audio).to(device)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
     pipe.fit_normaliser(x[: min(len(x), 512)])
@@ -181,7 +181,7 @@ def _train_rate(
     model = build_model(model_name, 12, **kwargs)
     noise = (0.1 * rng.standard_normal((50, 16000))).astype(np.float32)
     augment = {**T.default_recipe(model_name)["augment"], "silence_label": 11}
-    pipe = T.Pipeline(default_frontend(model_name, **kwargs), noise=noise, **augment)
+    pipe = T.Pipeline(model_frontend(model_name, **kwargs), noise=noise, **augment)
     pipe.to(device).fit_normaliser(x[:1024])
     hist = T.fit(model, split, None, pipeline=pipe, epochs=epochs, batch_size=batch,
                  device=device, amp=amp, compile=compile, progress=False, lr=1e-3)  # fmt: skip

@@ -56,7 +56,7 @@ from audiocourse import images  # noqa: E402
 from audiocourse import train as T  # noqa: E402
 from audiocourse.data import background_noise, load_task, resolve_dataset  # noqa: E402
 from audiocourse.env import env_report, get_device  # noqa: E402
-from audiocourse.models import build_model, default_frontend  # noqa: E402
+from audiocourse.models import build_model, model_frontend  # noqa: E402
 
 ORIGINAL_RECIPE = {
     "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "constant",
@@ -196,7 +196,7 @@ def part_yesno(root: Path, args: argparse.Namespace, device: torch.device) -> li
     for s in range(seed, seed + args.seeds):
         torch.manual_seed(s)
         fixed = build_model("cnnet", len(classes))
-        pipe = T.Pipeline(default_frontend("cnnet"), noise=noise, **aug)
+        pipe = T.Pipeline(model_frontend("cnnet"), noise=noise, **aug)
         h_f = T.fit(fixed, splits["train"], splits["validation"], pipeline=pipe, device=device,
                     seed=s, progress=False, **rec)  # fmt: skip
         accs.append(T.evaluate(fixed, splits["test"], pipe, device=device).accuracy)
@@ -228,7 +228,7 @@ def part_leak(root: Path, args: argparse.Namespace, device: torch.device) -> lis
     )
     torch.manual_seed(seed)
     m_l = build_model("cnnet", len(classes))
-    p_l = T.Pipeline(default_frontend("cnnet"), noise=noise, **aug)
+    p_l = T.Pipeline(model_frontend("cnnet"), noise=noise, **aug)
     T.fit(m_l, tr, None, pipeline=p_l, device=device, seed=seed, progress=False,
           restore_best=False, **rec)  # fmt: skip
     r = T.evaluate(m_l, te, p_l, device=device)
@@ -267,7 +267,7 @@ def part_ten(root: Path, args: argparse.Namespace, device: torch.device) -> list
         configs.append((label, "mfcc1d_plus", dict(kw), None, course, course_aug))
     feats = [("log-mel 40x101", {"kind": "logmel", "n_mels": 40})]
     if args.cnn2d_spectrogram:
-        feats.append(("dB spectrogram 201x81", default_frontend("cnnet")))
+        feats.append(("dB spectrogram 201x81", model_frontend("cnnet")))
     for label, feat in feats:
         configs.append((f"2-D CNN of notebook 03 (CNNet) on {label}", "cnnet", {}, feat, course,
                         course_aug))  # fmt: skip
@@ -278,7 +278,7 @@ def part_ten(root: Path, args: argparse.Namespace, device: torch.device) -> list
         for s in range(seed, seed + args.seeds):
             torch.manual_seed(s)
             model = build_model(name, len(classes), **mkw)
-            pipe = T.Pipeline(feat or default_frontend(name, **mkw), noise=noise, **aug)
+            pipe = T.Pipeline(feat or model_frontend(name, **mkw), noise=noise, **aug)
             h = T.fit(model, splits["train"], splits["validation"], pipeline=pipe, device=device,
                       seed=s, progress=False, **rec)  # fmt: skip
             vals.append(T.evaluate(model, splits["validation"], pipe, device=device).accuracy)

@@ -10,13 +10,14 @@ import torch
 from torch import nn
 
 from audiocourse import images, models
+from audiocourse.features import make_frontend
 from audiocourse.models import (
     CNNet,
     CNNetOriginal,
     MfccCnn1d,
     MfccCnn1dPlus,
     build_model,
-    default_frontend,
+    model_frontend,
 )
 from audiocourse.train import count_parameters as count_params
 
@@ -188,13 +189,11 @@ def test_gap_makes_the_1d_model_length_free_and_smaller():
 
 @pytest.mark.parametrize("name", ["cnnet_original", "cnnet", "mfcc1d", "mfcc1d_plus"])
 def test_registry_round_trip(name):
-    """build_model + default_frontend agree: the frontend's output feeds the model."""
-    from audiocourse.frontends import make_frontend
-
+    """build_model + model_frontend agree: the frontend's output feeds the model."""
     n_classes = 2 if "cnnet" in name else 10
     model = build_model(name, n_classes).eval()
-    assert isinstance(model, models.MODELS[name]) or name == "bcresnet"
-    frontend = make_frontend(default_frontend(name))
+    assert isinstance(model, models.MODELS[name][0])
+    frontend = make_frontend(model_frontend(name))
     feats = frontend(torch.randn(2, 16000) * 0.1)
     assert model(feats).shape == (2, n_classes)
     # the state dict loads into a fresh instance built the same way (what load_model does)
@@ -202,23 +201,21 @@ def test_registry_round_trip(name):
     again.load_state_dict(model.state_dict())
 
 
-def test_default_frontends():
-    assert default_frontend("cnnet") == {"kind": "spectrogram", "n_fft": 400, "hop_length": 200}
-    assert default_frontend("cnnet_original")["kind"] == "spectrogram"
-    assert default_frontend("mfcc1d")["deltas"] == 0
-    assert default_frontend("mfcc1d_plus")["deltas"] == 2
-    assert default_frontend("mfcc1d_plus", deltas=0, n_mfcc=20)["n_mfcc"] == 20
-    assert default_frontend("bcresnet")["kind"] == "logmel"
+def test_model_frontends():
+    assert model_frontend("cnnet") == {"kind": "spectrogram", "n_fft": 400, "hop_length": 200}
+    assert model_frontend("cnnet_original")["kind"] == "spectrogram"
+    assert model_frontend("mfcc1d")["deltas"] == 0
+    assert model_frontend("mfcc1d_plus")["deltas"] == 2
+    assert model_frontend("mfcc1d_plus", deltas=0, n_mfcc=20)["n_mfcc"] == 20
+    assert model_frontend("bcresnet")["kind"] == "logmel"
     # the returned dict is a copy
-    default_frontend("cnnet")["n_fft"] = 1
-    assert default_frontend("cnnet_original")["n_fft"] == 400
+    model_frontend("cnnet")["n_fft"] = 1
+    assert model_frontend("cnnet_original")["n_fft"] == 400
 
 
 def test_mfcc_kwargs_keep_frontend_and_model_in_step():
-    from audiocourse.frontends import make_frontend
-
     kw = {"n_mfcc": 20, "deltas": 1}
-    feats = make_frontend(default_frontend("mfcc1d_plus", **kw))(torch.randn(2, 16000) * 0.1)
+    feats = make_frontend(model_frontend("mfcc1d_plus", **kw))(torch.randn(2, 16000) * 0.1)
     assert feats.shape[1] == 40
     assert build_model("mfcc1d_plus", 10, **kw).eval()(feats).shape == (2, 10)
 
@@ -227,11 +224,10 @@ def test_unknown_model_name():
     with pytest.raises(ValueError, match="known"):
         build_model("resnet9000", 2)
     with pytest.raises(ValueError, match="known"):
-        default_frontend("resnet9000")
+        model_frontend("resnet9000")
 
 
 def test_bcresnet_through_the_registry():
-    pytest.importorskip("audiocourse.bcresnet")
     m = build_model("bcresnet", 12).eval()
     assert m(torch.randn(2, 40, 101)).shape == (2, 12)
 

@@ -13,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiocourse import cli
 from audiocourse import train as T
-from audiocourse.bcresnet import BCResNet, PointwiseConv2d, bcresnet_frontend
-from audiocourse.frontends import make_frontend
+from audiocourse.bcresnet import BCResNet, PointwiseConv2d
+from audiocourse.features import make_frontend
+from audiocourse.models import build_model, model_frontend
 
 FREQS = (300.0, 900.0, 2500.0)
 
@@ -72,7 +74,7 @@ def test_fit_learns_a_learnable_task_through_the_pipeline() -> None:
     pipe = T.Pipeline({"kind": "logmel", "n_mels": 40}, noise=noise)
     model = TinyCnn()
     hist = T.fit(model, train, val, pipeline=pipe, epochs=3, lr=2e-2, batch_size=20,
-                 device="cpu", progress=False)  # fmt: skip
+                 device="cpu", progress=False)
     assert len(hist) == 3 and hist["epoch"] == [1, 2, 3]
     assert hist[-1]["train_loss"] < 0.6 * hist[0]["train_loss"], hist["train_loss"]
     assert max(hist["val_acc"]) >= 0.9, hist["val_acc"]
@@ -89,7 +91,7 @@ def test_fit_accepts_tensor_pairs_and_iterables() -> None:
     x = torch.randn(96, 10, 20, generator=g) + 2.0 * y.view(-1, 1, 1)  # separable features
     model = TinyCnn(2, 10)
     hist = T.fit(model, (x, y), (x, y), epochs=3, lr=3e-2, batch_size=16, device="cpu",
-                 progress=False)  # fmt: skip
+                 progress=False)
     assert hist[-1]["val_acc"] > 0.9
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
     hist2 = T.fit(TinyCnn(2, 10), loader, loader, epochs=2, lr=3e-2, device="cpu", progress=False)
@@ -111,7 +113,7 @@ def test_evaluate_metrics_on_a_hand_made_case() -> None:
     pred = [0, 0, 1, 1, 2, 2, 2, 2, 0, 0]
     logits = F.one_hot(torch.tensor(pred), 3).float() * 5
     res = T.evaluate(nn.Identity(), (logits, torch.tensor(truth)), classes=["a", "b", "c"],
-                     device="cpu")  # fmt: skip
+                     device="cpu")
     assert res.accuracy == pytest.approx(6 / 10)
     np.testing.assert_array_equal(res.confusion, [[2, 1, 0], [0, 1, 1], [2, 0, 3]])
     np.testing.assert_allclose(res.recall, [2 / 3, 1 / 2, 3 / 5])
@@ -127,7 +129,7 @@ def test_evaluate_metrics_on_a_hand_made_case() -> None:
     assert res.loss == pytest.approx(expected_loss)
     d = json.loads(json.dumps(res.to_dict()))
     assert d["per_class"]["c"]["recall"] == pytest.approx(0.6) and d["confusion"][2] == [2, 0, 3]
-    assert "60.00 %" in res.report() and "true \\ predicted" in res.confusion_text()
+    assert "60.00 %" in res.report() and "c -> a (2)" in res.report()
 
 
 def test_a_class_never_predicted_has_zero_precision_not_nan() -> None:
@@ -144,44 +146,65 @@ def _train_small_bcresnet(tmp_path: Path, epochs: int = 1):
     torch.manual_seed(0)
     train, val = tone_split(64, 0), tone_split(24, 1)
     model = BCResNet(3, width=0.25)
-    pipe = T.Pipeline(bcresnet_frontend())
+    pipe = T.Pipeline(model_frontend("bcresnet"))
     hist = T.fit(model, train, val, pipeline=pipe, epochs=epochs, lr=1e-2, batch_size=16,
                  device="cpu", checkpoint_dir=tmp_path / "ck", progress=False,
-                 model_name="bcresnet", model_kwargs={"width": 0.25})  # fmt: skip
+                 model_name="bcresnet", model_kwargs={"width": 0.25})
     return model, pipe, hist, val
 
 
 def test_checkpoint_round_trip(tmp_path: Path) -> None:
     model, pipe, hist, _ = _train_small_bcresnet(tmp_path, epochs=2)
     last = T.load_checkpoint(tmp_path / "ck" / "last.pt")  # weights_only: plain data + tensors
-    for key in (
-        "model_name",
-        "model_kwargs",
-        "classes",
-        "feature",
-        "pipeline",
-        "state_dict",
-        "optimizer",
-        "scheduler",
-        "epoch",
-        "rng",
-        "history",
-        "best_val_acc",
-        "config",
-    ):
-        assert key in last, key  # fmt: skip
+    for key in ("model_name", "model_kwargs", "classes", "feature", "pipeline", "state_dict",
+                "epoch", "history", "metrics", "config", "train_state"):
+        assert key in last, key
     assert last["epoch"] == 2 and last["model_name"] == "bcresnet"
     assert last["classes"] == ["low", "mid", "high"] and last["feature"]["kind"] == "logmel"
     assert [r["epoch"] for r in last["history"]] == [1, 2]
-    assert set(last["rng"]) >= {"python", "numpy", "torch", "batch", "augment"}
+    assert set(last["train_state"]) == {"optimizer", "scaler", "rng"}
     best = T.load_checkpoint(tmp_path / "ck" / "best.pt")
-    assert best["epoch"] == hist.best_epoch
-    assert best["best_val_acc"] == pytest.approx(max(hist["val_acc"]))
+    assert best["epoch"] == hist.best_epoch == best["metrics"]["best_epoch"]
+    assert best["metrics"]["best_val_acc"] == pytest.approx(max(hist["val_acc"]))
+    assert "train_state" not in best
     # the model (best weights restored) equals best.pt's weights
     for k, v in model.state_dict().items():
         assert torch.equal(v, best["state_dict"][k]), k
     torch.testing.assert_close(best["pipeline"]["mean"], pipe.normaliser.mean)
     assert not list((tmp_path / "ck").glob(".*tmp*")), "temporary files left behind"
+
+
+def test_fit_records_validation_and_record_test_adds_test_figures(tmp_path: Path) -> None:
+    """Every training path leaves its figures in best.pt, where notebook 06 reads them."""
+    model, pipe, hist, val = _train_small_bcresnet(tmp_path)
+    _, meta = T.load_model(tmp_path / "ck" / "best.pt", "cpu")
+    assert meta["metrics"]["best_val_acc"] == pytest.approx(max(hist["val_acc"]))
+    result = T.evaluate(model, val, pipe)
+    T.record_test(tmp_path / "ck", result, task="toy")
+    _, meta = T.load_model(tmp_path / "ck" / "best.pt", "cpu")
+    assert meta["metrics"]["test_accuracy"] == result.accuracy and meta["metrics"]["task"] == "toy"
+    assert meta["metrics"]["n_test"] == 24 and meta["metrics"]["best_epoch"] == hist.best_epoch
+
+
+def test_resume_with_more_epochs_replans_the_schedule(tmp_path: Path) -> None:
+    """Regression: the extra epochs of a longer resumed run used to train at learning rate 0."""
+    _, _, hist, _ = _train_small_bcresnet(tmp_path, epochs=2)
+    assert hist[-1]["lr"] < 0.05 * 1e-2  # the 2-epoch cosine ends near 0
+    hist4 = T.fit(BCResNet(3, width=0.25), tone_split(64, 0), tone_split(24, 1),
+                  pipeline=T.Pipeline(model_frontend("bcresnet")), epochs=4, lr=1e-2,
+                  batch_size=16, device="cpu", checkpoint_dir=tmp_path / "ck", progress=False,
+                  model_name="bcresnet", model_kwargs={"width": 0.25})
+    assert [r["epoch"] for r in hist4] == [1, 2, 3, 4]
+    assert hist4[2]["lr"] > 0.1 * 1e-2, [r["lr"] for r in hist4]  # re-planned: not 0
+    assert hist4[3]["lr"] < hist4[2]["lr"]
+
+
+def test_resume_refuses_changed_hyper_parameters(tmp_path: Path) -> None:
+    _train_small_bcresnet(tmp_path)
+    with pytest.raises(ValueError, match="other settings.*lr"):
+        T.fit(BCResNet(3, width=0.25), tone_split(64, 0), tone_split(24, 1), epochs=2, lr=5e-2,
+              batch_size=16, device="cpu", checkpoint_dir=tmp_path / "ck", progress=False,
+              model_name="bcresnet", model_kwargs={"width": 0.25})
 
 
 def test_load_model_maps_waveforms_to_logits(tmp_path: Path) -> None:
@@ -204,18 +227,18 @@ def test_load_model_maps_waveforms_to_logits(tmp_path: Path) -> None:
 
 def test_resume_refuses_a_different_model(tmp_path: Path) -> None:
     _train_small_bcresnet(tmp_path)
-    with pytest.raises(ValueError, match="another shape|different|holds model"):
-        T.fit(BCResNet(3, width=0.5), tone_split(32, 0), epochs=1, batch_size=16, device="cpu",
-              checkpoint_dir=tmp_path / "ck", progress=False, model_name="bcresnet")  # fmt: skip
+    with pytest.raises(ValueError, match="model_name 'bcresnet', not 'cnnet'"):
+        T.fit(build_model("cnnet", 3), tone_split(32, 0), epochs=1, batch_size=16, device="cpu",
+              checkpoint_dir=tmp_path / "ck", progress=False, model_name="cnnet")
 
 
 def test_resume_of_a_finished_run_trains_nothing(tmp_path: Path) -> None:
     model, pipe, hist, _ = _train_small_bcresnet(tmp_path)
     before = T.load_checkpoint(tmp_path / "ck" / "last.pt")
     again = BCResNet(3, width=0.25)
-    hist2 = T.fit(again, tone_split(64, 0), tone_split(24, 1), pipeline=T.Pipeline(),
+    hist2 = T.fit(again, tone_split(64, 0), tone_split(24, 1), pipeline=pipe,
                   epochs=1, lr=1e-2, batch_size=16, device="cpu", checkpoint_dir=tmp_path / "ck",
-                  progress=False, model_name="bcresnet", model_kwargs={"width": 0.25})  # fmt: skip
+                  progress=False, model_name="bcresnet", model_kwargs={"width": 0.25})
     assert hist2["val_acc"] == hist["val_acc"]
     after = T.load_checkpoint(tmp_path / "ck" / "last.pt")
     assert after["history"] == before["history"]
@@ -252,14 +275,14 @@ def test_pipeline_augmentation_pieces() -> None:
     labels = torch.tensor([0, 1, 1, 1, 1, 1, 1, 1])
     noise = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0)) * 0.3
     pipe = T.Pipeline(noise=noise, noise_prob=0.0, silence_label=0, silence_gain=1.0,
-                      spec_augment=False, normalise=False, time_shift_ms=0)  # fmt: skip
+                      spec_augment=False, time_shift_ms=0)  # unfitted normaliser: identity
     # only the silence row gets noise (noise_prob 0 for the rest)
     quiet = pipe.frontend(torch.zeros(1, 16000)).mean()
     out = pipe(x, labels, train=True, generator=torch.Generator().manual_seed(0))
     assert out[1:].mean() == pytest.approx(float(quiet), abs=1e-4)
     # a silence row gets noise unless its random gain happens to be ~0
     pipe2 = T.Pipeline(noise=noise, noise_prob=1.0, noise_gain=0.5, spec_augment=False,
-                       normalise=False, time_shift_ms=0)  # fmt: skip
+                       time_shift_ms=0)
     out2 = pipe2(x, labels, train=True, generator=torch.Generator().manual_seed(0))
     assert (out2.mean(dim=(1, 2)) > quiet + 1).sum() >= 6
 
@@ -297,11 +320,12 @@ def test_make_frontend_kinds() -> None:
 
 
 def test_lr_schedule_warmup_then_cosine() -> None:
-    s = T._LrSchedule(total=100, warmup=10, kind="cosine", min_factor=0.0)
-    assert s(0) == pytest.approx(0.1) and s(9) == pytest.approx(1.0)
-    assert s(10) == pytest.approx(1.0) and s(55) == pytest.approx(0.5)
-    assert s(100) == pytest.approx(0.0, abs=1e-12)
-    assert T._LrSchedule(100, 0, "constant", 0.0)(50) == 1.0
+    f = T._lr_factor
+    assert f(0, 100, 10, "cosine") == pytest.approx(0.1) and f(9, 100, 10, "cosine") == 1.0
+    assert f(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert f(55, 100, 10, "cosine") == pytest.approx(0.5)
+    assert f(100, 100, 10, "cosine") == pytest.approx(0.0, abs=1e-12)
+    assert f(50, 100, 0, "constant") == 1.0
 
 
 def test_amp_dtype_and_optimizers() -> None:
@@ -309,11 +333,11 @@ def test_amp_dtype_and_optimizers() -> None:
     assert T.amp_dtype(torch.device("cuda"), amp=False) is None
     m = TinyCnn()
     for name in ("adamw", "adam", "sgd"):
-        opt = T._make_optimizer(m, name, 1e-3, 1e-2, 0.9)
+        opt = T._make_optimizer(m, name, 1e-3, 1e-2)
         decayed = {id(p) for p in opt.param_groups[0]["params"]}
         assert id(m.conv.weight) in decayed and id(m.conv.bias) not in decayed
     with pytest.raises(ValueError):
-        T._make_optimizer(m, "lbfgs", 1e-3, 0, 0)
+        T._make_optimizer(m, "lbfgs", 1e-3, 0)
 
 
 def test_count_parameters_and_summary() -> None:
@@ -330,10 +354,11 @@ def test_plots_have_labels() -> None:
     hist = T.History([
         {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.1, "val_acc": 0.4},
         {"epoch": 2, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.7, "val_acc": 0.7},
-    ])  # fmt: skip
+    ])
     fig = T.plot_history(hist)
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
-    fig2 = T.plot_confusion(np.array([[3, 1], [0, 4]]), ["a", "b"])
+    res = T.evaluate(nn.Identity(), (torch.eye(2)[[0, 0, 1, 1]], torch.tensor([0, 1, 1, 1])))
+    fig2 = T.plot_confusion(res)
     ax = fig2.axes[0]
     assert ax.get_xlabel() == "predicted class" and ax.get_ylabel() == "true class"
     assert len(fig2.axes) == 2  # the colour bar
@@ -352,7 +377,7 @@ def test_bcresnet_shapes_and_checks() -> None:
     m = BCResNet(35, width=1).eval()
     assert m(torch.randn(2, 40, 101)).shape == (2, 35)
     assert m(torch.randn(2, 1, 40, 98)).shape == (2, 35)  # any clip length
-    with pytest.raises(ValueError, match="mel bands"):
+    with pytest.raises(ValueError, match="log-mels"):
         m(torch.randn(2, 32, 101))
     with pytest.raises(ValueError):
         BCResNet(12, n_mels=36)
@@ -365,30 +390,20 @@ def test_pointwise_conv_equals_conv2d() -> None:
 
 
 def test_bcresnet_is_registered() -> None:
-    from audiocourse.models import build_model, default_frontend
-
     m = build_model("bcresnet", 12, width=1)
     assert isinstance(m, BCResNet) and T.count_parameters(m) == T.count_parameters(BCResNet(12))
-    assert default_frontend("bcresnet")["n_mels"] == 40
+    assert model_frontend("bcresnet")["n_mels"] == 40
 
 
 # -------------------------------------------------------------------------------------- CLI
 
 
-def _cli(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser()
-    T.add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-def test_cli_train_and_evaluate(tiny_dataset: Path, tmp_path: Path, capsys) -> None:
+def test_cli_train_and_evaluate(tiny_dataset: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("AUDIO_COURSE_DATA", str(tmp_path / "data"))  # the int16 cache lands here
     out = tmp_path / "run"
-    rc = _cli(["train", "--data", str(tiny_dataset), "--task", "yesno", "--epochs", "1",
-               "--width", "0.25", "--batch-size", "8", "--out", str(out), "--device", "cpu",
-               "--cache-dir", str(tmp_path / "cache"), "--quiet"])  # fmt: skip
+    rc = cli.main(["train", "--data", str(tiny_dataset), "--task", "yesno", "--epochs", "1",
+                   "--width", "0.25", "--batch-size", "8", "--out", str(out), "--device", "cpu",
+                   "--quiet"])
     assert rc == 0
     for f in ("last.pt", "best.pt", "metrics.json"):
         assert (out / f).is_file(), f
@@ -396,16 +411,24 @@ def test_cli_train_and_evaluate(tiny_dataset: Path, tmp_path: Path, capsys) -> N
     assert m["task"] == "yesno" and m["params"] > 0 and 0 <= m["test_accuracy"] <= 1
     assert m["test"]["classes"] == ["yes", "no"] and len(m["test"]["confusion"]) == 2
     assert m["train_seconds"] > 0
-    assert "metrics" in T.load_checkpoint(out / "best.pt")
+    assert T.load_checkpoint(out / "best.pt")["metrics"]["test_accuracy"] == m["test_accuracy"]
     printed = capsys.readouterr().out
     assert "test accuracy" in printed and "precision" in printed
 
     js = tmp_path / "eval.json"
-    rc = _cli(["evaluate", str(out / "best.pt"), "--data", str(tiny_dataset), "--split", "all",
-               "--json", str(js), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
-               "--quiet"])  # fmt: skip
+    rc = cli.main(["evaluate", str(out / "best.pt"), "--data", str(tiny_dataset), "--split",
+                   "all", "--json", str(js), "--device", "cpu", "--quiet"])
     assert rc == 0
     e = json.loads(js.read_text())
     assert e["n"] == 60 and e["classes"] == ["yes", "no"]  # 30 speakers x 2 words, every clip
     assert math.isclose(sum(map(sum, e["confusion"])), 60)
-    assert "true \\ predicted" in capsys.readouterr().out
+    assert "every clip" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_resume_with_other_settings(tiny_dataset: Path, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIO_COURSE_DATA", str(tmp_path / "data"))
+    base = ["train", "--data", str(tiny_dataset), "--task", "yesno", "--epochs", "1", "--width",
+            "0.25", "--batch-size", "8", "--out", str(tmp_path / "run"), "--device", "cpu",
+            "--quiet"]
+    assert cli.main(base) == 0
+    assert cli.main([*base, "--lr", "0.5"]) == 1  # a clear error, not a silent restart
