@@ -41,8 +41,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .env import get_device
-from .features import mix_noise, spec_augment, speed_perturb, time_shift
-from .frontends import frontend_config, make_frontend
+from .features import (
+    frontend_config,
+    make_frontend,
+    mix_noise,
+    spec_augment,
+    speed_perturb,
+    time_shift,
+)
 
 __all__ = [
     "Normaliser",

@@ -15,7 +15,7 @@ from torch import nn
 
 from audiocourse import train as T
 from audiocourse.bcresnet import BCResNet, PointwiseConv2d, bcresnet_frontend
-from audiocourse.frontends import make_frontend
+from audiocourse.features import make_frontend
 
 FREQS = (300.0, 900.0, 2500.0)
 
