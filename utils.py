@@ -71,7 +71,6 @@ from audiocourse.features import (  # noqa: F401
     mix_noise,
     speed_perturb,
     spec_augment,
-    spec_augment_preview,
     batch_logmel,
     loop_logmel,
     compare_with_librosa,

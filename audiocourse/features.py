@@ -1,10 +1,7 @@
 """Feature front-ends, batch augmentation and spectrogram PNG export (notebooks 02-05).
 
-Everything works on *batches* of tensors on any device, with no Python loop over clips. The
-front-ends are ``nn.Module``s; a checkpoint stores their config dict, never the module::
-
-    frontend = make_frontend({"kind": "logmel", "n_mels": 40})   # (B, 16000) -> (B, 40, 101)
-    same = make_frontend(frontend_config(frontend))             # what a checkpoint loader does
+Everything works on *batches* on any device. A checkpoint stores a front-end's config, never the
+module: ``make_frontend(frontend_config(frontend))`` rebuilds the same module.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ __all__ = [
     "mix_noise",
     "speed_perturb",
     "spec_augment",
-    "spec_augment_preview",
     "batch_logmel",
     "loop_logmel",
     "compare_with_librosa",
@@ -47,9 +43,14 @@ _CHUNK = 2**19  # frame samples per CPU chunk of LogMel (measured: 2**19-2**20 b
 _FLOOR = 1e-10  # power floor of every dB value here: -100 dB, so silence stays finite
 
 
-def _arguments(local: dict[str, Any]) -> dict[str, Any]:
-    """A constructor's arguments from its ``locals()``: the config that rebuilds the module."""
-    return {k: v for k, v in local.items() if k not in ("self", "__class__")}
+class _Frontend(nn.Module):
+    """A module whose ``config`` (its constructor's arguments) rebuilds it."""
+
+    def _keep_arguments(self, local: dict[str, Any]) -> None:
+        self.config = {k: v for k, v in local.items() if k not in ("self", "__class__")}
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
 
 
 def _as_float_audio(x: Tensor) -> Tensor:
@@ -59,62 +60,35 @@ def _as_float_audio(x: Tensor) -> Tensor:
     return x.float()
 
 
-def _num_frames(config: dict[str, Any], num_samples: int) -> int:
-    n_fft, hop = config["n_fft"], config["hop_length"]
-    return num_samples // hop + 1 if config["center"] else (num_samples - n_fft) // hop + 1
-
-
 def _exporting() -> bool:
     onnx = getattr(torch, "onnx", None)
     exporting = bool(onnx is not None and onnx.is_in_onnx_export())
     return exporting or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
-class LogMel(nn.Module):
+class LogMel(_Frontend):
     """Log-mel frontend: waveform ``(..., T)`` -> ``(..., n_mels, frames)`` (notebook 02).
 
-    Power spectrogram (Hann window ``n_fft``, hop ``hop_length``, centred) -> ``n_mels``
-    triangular mel filters -> ``log(mel + eps)``; ``eps`` keeps silence finite (``log(0)`` is
-    ``-inf``, the bug behind Microsoft Learn's NaN images). Defaults: 30 ms window, 10 ms hop,
-    40 bands, 20-8000 Hz, so a 1-s clip at 16 kHz gives ``(40, 101)``. Input: float in [-1, 1]
-    or int16 PCM, ``(T,)``, ``(B, T)`` or ``(B, 1, T)`` (-> ``(B, 1, n_mels, frames)`` for a
-    2-D CNN). Always computed in float32, also under autocast.
+    torchaudio's ``MelSpectrogram`` (power, Hann window) -> ``log(mel + eps)``: ``eps`` keeps
+    silence finite. Defaults (30 ms window, 10 ms hop, 40 bands, 20-8000 Hz): 1 s -> ``(40, 101)``.
+    Input float in [-1, 1] or int16, ``(T,)``, ``(B, T)`` or ``(B, 1, T)``; always float32.
     """
 
     kind = "logmel"
 
     def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_fft: int = 480,
-        hop_length: int = 160,
-        n_mels: int = 40,
-        f_min: float = 20.0,
-        f_max: float = 8000.0,
-        eps: float = 1e-6,
-        win_length: int | None = None,
-        center: bool = True,
-        mel_scale: str = "htk",
+        self, sample_rate: int = 16000, n_fft: int = 480, hop_length: int = 160, n_mels: int = 40,
+        f_min: float = 20.0, f_max: float = 8000.0, eps: float = 1e-6,
+        win_length: int | None = None, center: bool = True, mel_scale: str = "htk",
         norm: str | None = None,
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.config = _arguments(locals())
+        self._keep_arguments(locals())
         if eps <= 0:
             raise ValueError(f"eps must be > 0 so that silence stays finite, got {eps}")
         self.eps = eps
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            win_length=win_length,
-            hop_length=hop_length,
-            f_min=f_min,
-            f_max=f_max,
-            n_mels=n_mels,
-            power=2.0,
-            center=center,
-            mel_scale=mel_scale,
-            norm=norm,
-        )
+        mel_args = {k: v for k, v in self.config.items() if k != "eps"}
+        self.mel = torchaudio.transforms.MelSpectrogram(power=2.0, **mel_args)
 
     @property
     def n_features(self) -> int:
@@ -132,7 +106,7 @@ class LogMel(nn.Module):
             # CPU batches go in chunks of ~0.5M frame samples that stay in cache (a 128-clip
             # batch at once is 2.4x slower); a trace would freeze the chunk count, so not then.
             if x.device.type == "cpu" and len(x) > 1 and not _exporting():
-                per_clip = _num_frames(self.config, shape[-1]) * self.config["n_fft"]
+                per_clip = shape[-1] * max(1, self.config["n_fft"] // self.config["hop_length"])
                 mel = torch.cat([self._fft_mel(p) for p in x.split(max(1, _CHUNK // per_clip))])
             else:
                 mel = self._fft_mel(x)
@@ -160,18 +134,13 @@ class LogMel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return torch.log(self.power_mel(x) + self.eps)
 
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
 
-
-class Mfcc(nn.Module):
+class Mfcc(_Frontend):
     """MFCCs: ``(..., T)`` -> ``(..., n_mfcc * (1 + deltas), frames)`` (notebook 02).
 
-    :class:`LogMel` (``logmel_kwargs`` are its arguments) -> orthonormal DCT-II along the mel
-    axis, keeping ``n_mfcc`` coefficients (13: the classic spectral envelope). ``deltas=1`` or
-    ``2`` appends velocity and acceleration (regression deltas, ``torchaudio.functional.
-    compute_deltas`` written with slices so it exports to ONNX): 13 x 3 = the classic 39 rows.
-    (``torchaudio.transforms.MFCC`` uses ``10*log10`` with an 80 dB floor: ~4.34x these values.)
+    :class:`LogMel` (``logmel_kwargs``) -> orthonormal DCT-II over the mel bands, keeping
+    ``n_mfcc`` coefficients; ``deltas=1``/``2`` appends velocity and acceleration (13 x 3 = the
+    classic 39 rows). torchaudio's ``MFCC`` uses ``10*log10``: ~4.34x these values.
     """
 
     kind = "mfcc"
@@ -203,9 +172,6 @@ class Mfcc(nn.Module):
             feats.append(_deltas(feats[-1], self.config["delta_win"]))
         return torch.cat(feats, dim=-2)
 
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
-
 
 def _deltas(feats: Tensor, win_length: int) -> Tensor:
     """``d[t] = sum_n n (c[t+n] - c[t-n]) / (2 sum_n n^2)`` along time, edge frames repeated."""
@@ -218,28 +184,22 @@ def _deltas(feats: Tensor, win_length: int) -> Tensor:
     return out / (2 * sum(i * i for i in range(1, n + 1)))
 
 
-class DbSpectrogram(nn.Module):
+class DbSpectrogram(_Frontend):
     """Power spectrogram in dB, Microsoft Learn's input for notebook 03 (notebook 03).
 
-    ``n_fft=400``, ``hop_length=200`` give ``201 x 81`` for 1 s at 16 kHz, as in the original;
-    ``10 * log10(max(power, floor))`` keeps digital silence finite (the original's ``log(0)``
-    gave ``-inf`` and NaN images); ``top_db`` clips each clip to that far below its maximum.
+    400/200 give ``201 x 81`` for 1 s, as in the original; ``10 * log10(max(power, floor))``
+    keeps silence finite (the original's ``log(0)`` gave NaN images); ``top_db`` clips each clip.
     """
 
     kind = "spectrogram"
 
     def __init__(
-        self,
-        n_fft: int = 400,
-        hop_length: int = 200,
-        win_length: int | None = None,
-        floor: float = _FLOOR,
-        top_db: float | None = None,
-        center: bool = True,
+        self, n_fft: int = 400, hop_length: int = 200, win_length: int | None = None,
+        floor: float = _FLOOR, top_db: float | None = None, center: bool = True,
         sample_rate: int = 16000,
-    ) -> None:
+    ) -> None:  # fmt: skip
         super().__init__()
-        self.config = _arguments(locals())
+        self._keep_arguments(locals())
         if floor <= 0:
             raise ValueError(f"floor must be > 0 so that silence stays finite, got {floor}")
         self.spec = torchaudio.transforms.Spectrogram(
@@ -259,23 +219,13 @@ class DbSpectrogram(nn.Module):
             db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.config["top_db"])
         return db
 
-    def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in self.config.items())
-
 
 #: The one frontend registry: a config's "kind" -> the module class.
-FRONTENDS: dict[str, type[nn.Module]] = {
-    "logmel": LogMel,
-    "mfcc": Mfcc,
-    "spectrogram": DbSpectrogram,
-}
+FRONTENDS = {"logmel": LogMel, "mfcc": Mfcc, "spectrogram": DbSpectrogram}
 
 
 def make_frontend(config: dict[str, Any] | None = None) -> nn.Module:
-    """The frontend ``{"kind": ..., **arguments}`` describes; ``None``: log-mel (notebook 06).
-
-    ``make_frontend({"kind": "mfcc", "n_mfcc": 40})``; unknown kinds raise ``ValueError``.
-    """
+    """The frontend ``{"kind": ..., **arguments}`` describes; ``None``: log-mel (notebook 06)."""
     config = dict(config or {"kind": "logmel"})
     kind = config.pop("kind", "logmel")
     config.pop("stft", None)  # older checkpoints stored a since-removed STFT switch
@@ -289,9 +239,7 @@ def frontend_config(frontend: nn.Module) -> dict[str, Any]:
     return {"kind": frontend.kind, **frontend.config}
 
 
-# ---------------------------------------------------------------------------------------------
-# Batch augmentation (notebook 02 previews them, notebook 05 trains with them)
-# ---------------------------------------------------------------------------------------------
+# --- Batch augmentation (notebook 02 previews them, notebook 05 trains with them) -----------
 
 
 def _uniform(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None):
@@ -311,8 +259,7 @@ def _randint(low, high, shape: tuple[int, ...], device: torch.device, generator)
 def time_shift(x: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
     """Shift each example by its own random offset in ``[-max_shift, max_shift]`` (notebook 02).
 
-    ``x``: ``(B, ..., T)`` in any dtype (int16 works); channels of one example move together and
-    zeros enter from outside. ±100 ms at 16 kHz is ``max_shift=1600``.
+    ``x``: ``(B, ..., T)``, any dtype; channels move together; zeros enter from outside.
     """
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
@@ -334,10 +281,9 @@ def speed_perturb(
 ) -> Tensor:
     """Resample each ``(B, T)`` clip by its own random factor in ``1 ± max_change`` (notebook 05).
 
-    A tape played fast or slow: 1.1 makes the word 10 % shorter *and* higher (Kaldi's speed
-    perturbation, Ko et al. 2015). Factors lie on a grid of ``step``, so the batch splits into
-    at most 21 groups, each one linear ``interpolate`` (no low-pass: fine for augmentation),
-    cropped or zero-padded about its centre back to ``T``.
+    A tape played fast or slow (Kaldi's speed perturbation): 1.1 is 10 % shorter *and* higher.
+    Factors lie on a grid of ``step``: one linear ``interpolate`` per factor, then cropped or
+    zero-padded about the centre back to ``T``.
     """
     if max_change <= 0:
         return x
@@ -371,12 +317,9 @@ def mix_noise(
 ) -> Tensor:
     """Add a random slice of background noise to a random subset of the batch (notebook 02).
 
-    ``x``: ``(B, ..., T)`` (int16 is scaled to float); ``noise``: a bank ``(K, Tn >= T)``. Each
-    example, with probability ``prob``, gets one random slice added with gain ~ U[0,
-    ``max_gain``] (the TensorFlow Speech Commands recipe) or, with ``snr_db=(lo, hi)``, scaled
-    to a random SNR in [lo, hi] dB (silent clips then get none). ``prob`` and ``max_gain`` may be
-    ``(B,)`` tensors (notebook 05 gives "silence" rows louder noise). Clipped to [-1, 1] when
-    ``clamp``.
+    ``noise``: a bank ``(K, Tn >= T)``. With probability ``prob`` (a float or one per example)
+    an example gets a random slice with gain ~ U[0, ``max_gain``] or, with ``snr_db=(lo, hi)``,
+    at a random SNR in [lo, hi] dB. Clipped to [-1, 1] when ``clamp``.
     """
     p = torch.as_tensor(prob)
     if p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
@@ -430,9 +373,8 @@ def spec_augment(
 ) -> Tensor:
     """SpecAugment masks (Park et al., 2019) per example on ``(B, ..., F, frames)`` (notebook 02).
 
-    ``freq_masks`` bands of 0..``freq_width`` rows and ``time_masks`` bands of 0..``time_width``
-    frames are set to ``mask_value`` (``None``: each example's mean, so a mask looks like average
-    energy, not a hole); channels of one example share masks.
+    Bands of 0..``freq_width`` rows and 0..``time_width`` frames set to ``mask_value`` (``None``:
+    each example's mean, average energy rather than a hole); channels share masks.
     """
     if spec.dim() < 3:
         raise ValueError(f"spec must be (B, ..., F, frames), got shape {tuple(spec.shape)}")
@@ -447,38 +389,7 @@ def spec_augment(
     return torch.where(mask, fill.to(spec.dtype), spec)
 
 
-@torch.no_grad()
-def spec_augment_preview(
-    x: Tensor | np.ndarray,
-    frontend: LogMel | None = None,
-    generator: torch.Generator | None = None,
-    **masks: Any,
-) -> tuple[np.ndarray, Tensor, Tensor]:
-    """SpecAugment on one clip, made audible: ``(audio, masked_logmel, mask)`` (notebook 02).
-
-    ``masks`` go to :func:`spec_augment`. ``audio`` is the clip with the masked frames and the
-    STFT bins of masked mel bands zeroed (inverse STFT with the original phase), so you hear
-    what the model must do without.
-    """
-    frontend = frontend or LogMel()
-    wav = _as_float_audio(_to_tensor(x)).reshape(-1)
-    logmel = frontend(wav)  # (n_mels, frames)
-    ones = torch.ones((1,) + logmel.shape)
-    mask = spec_augment(ones, mask_value=0.0, generator=generator, **masks)[0] == 0
-    cfg = frontend.config
-    win = cfg["win_length"] or cfg["n_fft"]
-    stft_args = (cfg["n_fft"], cfg["hop_length"], win, torch.hann_window(win))
-    stft = torch.stft(wav, *stft_args, center=cfg["center"], return_complex=True)
-    fb = frontend.mel.mel_scale.fb  # (n_freqs, n_mels)
-    bins = mask.all(dim=1)[fb.argmax(dim=1)] & (fb.amax(dim=1) > 0)  # bins of masked bands
-    keep = ~(bins.unsqueeze(1) | mask.all(dim=0).unsqueeze(0))
-    audio = torch.istft(stft * keep, *stft_args, center=cfg["center"], length=wav.shape[-1])
-    return audio.numpy().astype(np.float32), torch.where(mask, logmel.mean(), logmel), mask
-
-
-# ---------------------------------------------------------------------------------------------
-# Batched features vs a per-clip loop, and a librosa cross-check (notebook 02)
-# ---------------------------------------------------------------------------------------------
+# --- Batched features vs a per-clip loop, and a librosa cross-check (notebook 02) -----------
 
 
 def _to_tensor(a: np.ndarray | Tensor) -> Tensor:
@@ -506,9 +417,8 @@ def batch_logmel(
 ) -> Tensor:
     """Features of many clips, ``batch_size`` at a time on ``device`` (notebook 02).
 
-    ``audio``: int16 or float ``(N, T)`` (a memmap is fine). Returns ``(N, n_mels, frames)``,
-    on the CPU when ``to_cpu`` (which also synchronises CUDA for timing). ``batch_size=None``:
-    2048 on a GPU (hides launch latency), 32 on a CPU (a batch must fit in the cache).
+    ``audio``: int16 or float ``(N, T)``, a memmap is fine. ``batch_size=None``: 2048 on a GPU
+    (hides launch latency), 32 on a CPU (a batch must fit in the cache).
     """
     device = torch.device(device)
     frontend = (frontend or LogMel()).to(device).eval()
@@ -536,10 +446,9 @@ def compare_with_librosa(
 ) -> dict[str, float]:
     """Mel power of one clip by :class:`LogMel` and by librosa, compared (notebook 02).
 
-    librosa gets :class:`LogMel`'s settings (HTK scale, unnormalised filters, reflect-padded
-    centred frames, power 2) unless ``librosa_kwargs`` overrides some, which shows what each of
-    its defaults changes. Returns the largest log-mel difference (also in dB) and the largest
-    power difference relative to the peak.
+    librosa gets our settings unless ``librosa_kwargs`` overrides some (showing what each of
+    its defaults changes). Returns the largest log-mel difference (also in dB) and power
+    difference relative to the peak.
     """
     import librosa
 
@@ -565,9 +474,7 @@ def compare_with_librosa(
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# Spectrogram images, Microsoft Learn style, done correctly and fast (notebook 02 -> 03)
-# ---------------------------------------------------------------------------------------------
+# --- Spectrogram images, Microsoft Learn style, done correctly and fast (notebook 02 -> 03) ---
 
 
 class _DbMel(LogMel):
@@ -590,20 +497,11 @@ def _db_frontend(kind: str, n_fft: int | None, hop_length: int | None, n_mels: i
 
 
 def spectrogram_db_range(
-    audio: np.ndarray | Tensor,
-    kind: str = "spectrogram",
-    n_fft: int | None = None,
-    hop_length: int | None = None,
-    n_mels: int = 40,
-    top_db: float = 80.0,
-    device: str | torch.device = "cpu",
-    batch_size: int = 512,
-) -> tuple[float, float]:
-    """The dB range ``(max - top_db, max)`` shared by all exported images (notebook 02).
-
-    ``max`` is the loudest bin of *all* clips, so a grey level means the same power in every
-    image; export other splits with the training set's range (``db_range=``).
-    """
+    audio: np.ndarray | Tensor, kind: str = "spectrogram", n_fft: int | None = None,
+    hop_length: int | None = None, n_mels: int = 40, top_db: float = 80.0,
+    device: str | torch.device = "cpu", batch_size: int = 512,
+) -> tuple[float, float]:  # fmt: skip
+    """The PNGs' grey range in dB: ``(max - top_db, max)``, max of all clips (notebook 02)."""
     device = torch.device(device)
     frontend = _db_frontend(kind, n_fft, hop_length, n_mels).to(device).eval()
     with torch.no_grad():
@@ -625,16 +523,6 @@ def _png_targets(labels: np.ndarray, classes, paths, out_dir: Path) -> list[Path
     for folder in {t.parent for t in targets}:
         folder.mkdir(parents=True, exist_ok=True)
     return targets
-
-
-def _write_manifest(out_dir: Path, targets: list[Path], labels, paths) -> Path:
-    with open(out_dir / "manifest.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["file", "label", "class", "source"])
-        for i, t in enumerate(targets):
-            source = paths[i] if paths is not None else ""
-            w.writerow([t.relative_to(out_dir).as_posix(), int(labels[i]), t.parent.name, source])
-    return out_dir / "manifest.csv"
 
 
 @torch.no_grad()
@@ -669,14 +557,18 @@ def _export(
             if workers > 0:
                 pending = [pool.submit(save, img, path, lo, hi) for img, path in jobs]
             else:  # matplotlib: stay on the main thread
-                [save(img, path, lo, hi) for img, path in jobs]
+                for img, path in jobs:
+                    save(img, path, lo, hi)
         for job in pending:
             job.result()
-    manifest = _write_manifest(out_dir, targets, labels, paths)
+    with open(out_dir / "manifest.csv", "w", newline="") as f:  # image -> label, source clip
+        rows = [[t.relative_to(out_dir).as_posix(), int(y), t.parent.name, src]
+                for t, y, src in zip(targets, labels, paths or [""] * n, strict=True)]  # fmt: skip
+        csv.writer(f).writerows([["file", "label", "class", "source"], *rows])
     seconds = perf_counter() - t0
     rate = n / seconds if seconds > 0 else math.inf
     return dict(n=n, seconds=seconds, clips_per_s=rate, db_range=(lo, hi), shape=shape,
-                out_dir=out_dir, manifest=manifest)  # fmt: skip
+                out_dir=out_dir, manifest=out_dir / "manifest.csv")  # fmt: skip
 
 
 def export_spectrogram_pngs(
@@ -691,15 +583,11 @@ def export_spectrogram_pngs(
 ) -> dict[str, Any]:
     """One 8-bit grey PNG per clip in ``out_dir/<class>/`` (notebook 02, read in notebook 03).
 
-    Microsoft Learn's image route done right: the power spectrogram (``kind='spectrogram'``,
-    400/200 -> 201 x 81 pixels) or mel power (``'logmel'``, 40 x 101) in dB with a -100 dB floor
-    (no NaN), mapped linearly from one *fixed* ``db_range`` (default: the loudest bin of all clips
-    and ``top_db=80`` below, :func:`spectrogram_db_range`) to grey 0..255; row 0 is the highest
-    frequency, as a viewer expects. Fast: batched features on ``device``, quantised there, written
-    by Pillow from ``workers`` threads. ``options``: ``paths`` (source clips, for the file names
-    and ``manifest.csv``), ``kind``, ``n_fft``, ``hop_length``, ``n_mels``, ``top_db``,
-    ``db_range``, ``device``, ``batch_size``. Returns ``n``, ``seconds``, ``clips_per_s``,
-    ``db_range`` (reuse it for other splits), ``shape``, ``out_dir``, ``manifest``.
+    The power (``kind='spectrogram'``, 201 x 81) or mel power (``'logmel'``, 40 x 101) in dB,
+    mapped from one fixed ``db_range`` (default :func:`spectrogram_db_range`) to grey 0..255,
+    highest frequency in row 0; batched on ``device``, written by Pillow from ``workers``
+    threads. ``options``: ``paths`` (for names and ``manifest.csv``), ``kind``, ``n_fft``,
+    ``hop_length``, ``n_mels``, ``top_db``, ``db_range``, ``device``, ``batch_size``.
     """
     from PIL import Image
 
@@ -717,7 +605,8 @@ def _save_with_matplotlib(db: np.ndarray, path: Path, lo: float, hi: float) -> N
     fig = plt.figure(figsize=(db.shape[1] / 100, db.shape[0] / 100), dpi=100)
     try:
         ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-        ax.imshow(db, origin="lower", cmap="gray", vmin=lo, vmax=hi, aspect="auto")
+        ax.imshow(db, origin="lower", cmap="gray", vmin=lo, vmax=hi, aspect="auto",
+                  interpolation="nearest")  # fmt: skip
         ax.set_axis_off()
         fig.savefig(path, dpi=100)
     finally:

@@ -547,28 +547,3 @@ def test_mel_band_centres_match_torchaudio_filter_peaks():
     fb = torchaudio.functional.melscale_fbanks(2049, 20.0, 8000.0, 40, SR, mel_scale="htk")
     peaks = fb.argmax(0).numpy() * (SR / 2) / 2048
     np.testing.assert_allclose(mel_band_centres(40, 20.0, 8000.0), peaks, atol=4.0)
-
-
-def test_spec_augment_preview_removes_the_masked_frames_from_the_audio():
-    from audiocourse.features import spec_augment_preview
-
-    x = _speechlike(1)[0]
-    audio, masked, mask = spec_augment_preview(x, freq_masks=0, time_masks=0)
-    np.testing.assert_allclose(audio, x.numpy(), atol=1e-4)  # no mask: STFT -> ISTFT round trip
-    assert not mask.any()
-    torch.testing.assert_close(masked, LogMel()(x))
-
-    g = torch.Generator().manual_seed(0)
-    audio, masked, mask = spec_augment_preview(
-        x, freq_masks=0, time_masks=1, time_width=40, generator=g
-    )
-    cols = torch.nonzero(mask.all(dim=0)).flatten()
-    assert len(cols) >= 6 and mask.any(dim=0).sum() == len(cols)  # one contiguous band
-    lo, hi = int(cols[0]) + 2, int(cols[-1]) - 2  # samples only covered by masked frames
-    assert np.abs(audio[lo * 160 : hi * 160]).max() < 1e-5
-    assert np.abs(audio[: int(cols[0]) * 160 - 480]).max() > 0.01  # the rest is still there
-    lm = LogMel()(x)
-    torch.testing.assert_close(masked[:, cols], lm.mean().expand(40, len(cols)))  # mean-filled
-    keep = torch.ones(101, dtype=torch.bool)
-    keep[cols] = False
-    torch.testing.assert_close(masked[:, keep], lm[:, keep])
