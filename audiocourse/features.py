@@ -21,23 +21,11 @@ import torchaudio
 from torch import Tensor, nn
 
 __all__ = [
-    "LogMel",
-    "Mfcc",
-    "DbSpectrogram",
-    "FRONTENDS",
-    "make_frontend",
-    "frontend_config",
-    "time_shift",
-    "mix_noise",
-    "speed_perturb",
-    "spec_augment",
-    "batch_logmel",
-    "loop_logmel",
-    "compare_with_librosa",
-    "spectrogram_db_range",
-    "export_spectrogram_pngs",
-    "export_spectrogram_pngs_matplotlib",
-]
+    "LogMel", "Mfcc", "DbSpectrogram", "FRONTENDS", "make_frontend", "frontend_config",
+    "time_shift", "mix_noise", "speed_perturb", "spec_augment",
+    "batch_logmel", "loop_logmel", "compare_with_librosa",
+    "spectrogram_db_range", "export_spectrogram_pngs", "export_spectrogram_pngs_matplotlib",
+]  # fmt: skip
 
 _CHUNK = 2**19  # frame samples per CPU chunk of LogMel (measured: 2**19-2**20 best, 2 cores)
 _FLOOR = 1e-10  # power floor of every dB value here: -100 dB, so silence stays finite
@@ -60,19 +48,12 @@ def _as_float_audio(x: Tensor) -> Tensor:
     return x.float()
 
 
-def _exporting() -> bool:
-    onnx = getattr(torch, "onnx", None)
-    exporting = bool(onnx is not None and onnx.is_in_onnx_export())
-    return exporting or torch.jit.is_tracing() or torch.jit.is_scripting()
-
-
 class LogMel(_Frontend):
     """Log-mel frontend: waveform ``(..., T)`` -> ``(..., n_mels, frames)`` (notebook 02).
 
     torchaudio's ``MelSpectrogram`` (power, Hann window) -> ``log(mel + eps)``: ``eps`` keeps
     silence finite. Defaults (30 ms window, 10 ms hop, 40 bands, 20-8000 Hz): 1 s -> ``(40, 101)``.
-    Input float in [-1, 1] or int16, ``(T,)``, ``(B, T)`` or ``(B, 1, T)``; always float32.
-    """
+    Input float in [-1, 1] or int16, ``(T,)``, ``(B, T)`` or ``(B, 1, T)``; always float32."""
 
     kind = "logmel"
 
@@ -90,11 +71,6 @@ class LogMel(_Frontend):
         mel_args = {k: v for k, v in self.config.items() if k != "eps"}
         self.mel = torchaudio.transforms.MelSpectrogram(power=2.0, **mel_args)
 
-    @property
-    def n_features(self) -> int:
-        """Feature rows per frame (``n_mels``)."""
-        return int(self.config["n_mels"])
-
     def power_mel(self, x: Tensor) -> Tensor:
         """Mel-filtered power before the log, float32 ``(..., n_mels, frames)``."""
         x = _as_float_audio(x)
@@ -105,7 +81,8 @@ class LogMel(_Frontend):
             x = x.reshape(-1, shape[-1])
             # CPU batches go in chunks of ~0.5M frame samples that stay in cache (a 128-clip
             # batch at once is 2.4x slower); a trace would freeze the chunk count, so not then.
-            if x.device.type == "cpu" and len(x) > 1 and not _exporting():
+            exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+            if x.device.type == "cpu" and len(x) > 1 and not exporting:
                 per_clip = shape[-1] * max(1, self.config["n_fft"] // self.config["hop_length"])
                 mel = torch.cat([self._fft_mel(p) for p in x.split(max(1, _CHUNK // per_clip))])
             else:
@@ -138,10 +115,8 @@ class LogMel(_Frontend):
 class Mfcc(_Frontend):
     """MFCCs: ``(..., T)`` -> ``(..., n_mfcc * (1 + deltas), frames)`` (notebook 02).
 
-    :class:`LogMel` (``logmel_kwargs``) -> orthonormal DCT-II over the mel bands, keeping
-    ``n_mfcc`` coefficients; ``deltas=1``/``2`` appends velocity and acceleration (13 x 3 = the
-    classic 39 rows). torchaudio's ``MFCC`` uses ``10*log10``: ~4.34x these values.
-    """
+    :class:`LogMel` (``logmel_kwargs``) -> orthonormal DCT-II over the mel bands, keeping ``n_mfcc``
+    coefficients; ``deltas=1``/``2`` appends velocity and acceleration (13 x 3 = 39 rows)."""
 
     kind = "mfcc"
 
@@ -150,24 +125,17 @@ class Mfcc(_Frontend):
     ) -> None:
         super().__init__()
         self.logmel = LogMel(**logmel_kwargs)
-        n_mels = self.logmel.n_features
+        n_mels = self.logmel.config["n_mels"]
         if not 1 <= n_mfcc <= n_mels:
             raise ValueError(f"n_mfcc must be in 1..n_mels={n_mels}, got {n_mfcc}")
         if deltas not in (0, 1, 2) or delta_win < 3:
             raise ValueError(f"need deltas in 0, 1, 2 and delta_win >= 3, got {deltas, delta_win}")
-        self.config = dict(n_mfcc=n_mfcc, deltas=deltas, delta_win=delta_win)
-        self.config.update(self.logmel.config)
+        self.config = dict(n_mfcc=n_mfcc, deltas=deltas, delta_win=delta_win, **self.logmel.config)
         dct = torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")  # (n_mels, n_mfcc)
         self.register_buffer("dct", dct, persistent=False)
 
-    @property
-    def n_features(self) -> int:
-        """Feature rows per frame: ``n_mfcc * (1 + deltas)``."""
-        return self.config["n_mfcc"] * (1 + self.config["deltas"])
-
     def forward(self, x: Tensor) -> Tensor:
-        mfcc = torch.matmul(self.logmel(x).transpose(-1, -2), self.dct).transpose(-1, -2)
-        feats = [mfcc]
+        feats = [torch.matmul(self.logmel(x).transpose(-1, -2), self.dct).transpose(-1, -2)]
         for _ in range(self.config["deltas"]):
             feats.append(_deltas(feats[-1], self.config["delta_win"]))
         return torch.cat(feats, dim=-2)
@@ -187,9 +155,8 @@ def _deltas(feats: Tensor, win_length: int) -> Tensor:
 class DbSpectrogram(_Frontend):
     """Power spectrogram in dB, Microsoft Learn's input for notebook 03 (notebook 03).
 
-    400/200 give ``201 x 81`` for 1 s, as in the original; ``10 * log10(max(power, floor))``
-    keeps silence finite (the original's ``log(0)`` gave NaN images); ``top_db`` clips each clip.
-    """
+    400/200 give ``201 x 81`` for 1 s; ``10 * log10(max(power, floor))`` keeps silence finite
+    (the original's ``log(0)`` gave NaN images); ``top_db`` clips each clip."""
 
     kind = "spectrogram"
 
@@ -205,11 +172,6 @@ class DbSpectrogram(_Frontend):
         self.spec = torchaudio.transforms.Spectrogram(
             n_fft=n_fft, hop_length=hop_length, win_length=win_length, power=2.0, center=center
         )
-
-    @property
-    def n_features(self) -> int:
-        """Feature rows per frame (``n_fft // 2 + 1``)."""
-        return int(self.config["n_fft"]) // 2 + 1
 
     def forward(self, x: Tensor) -> Tensor:
         x = _as_float_audio(x)
@@ -257,10 +219,9 @@ def _randint(low, high, shape: tuple[int, ...], device: torch.device, generator)
 
 
 def time_shift(x: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
-    """Shift each example by its own random offset in ``[-max_shift, max_shift]`` (notebook 02).
+    """Shift each example of ``(B, ..., T)`` by a random offset in ``±max_shift`` (notebook 02).
 
-    ``x``: ``(B, ..., T)``, any dtype; channels move together; zeros enter from outside.
-    """
+    Any dtype; channels move together; zeros enter from outside."""
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
     if max_shift == 0 or x.numel() == 0:
@@ -307,14 +268,10 @@ def speed_perturb(
 
 
 def mix_noise(
-    x: Tensor,
-    noise: Tensor,
-    prob: float | Tensor = 0.8,
-    max_gain: float | Tensor = 0.1,
-    snr_db: tuple[float, float] | None = None,
-    clamp: bool = True,
+    x: Tensor, noise: Tensor, prob: float | Tensor = 0.8, max_gain: float | Tensor = 0.1,
+    snr_db: tuple[float, float] | None = None, clamp: bool = True,
     generator: torch.Generator | None = None,
-) -> Tensor:
+) -> Tensor:  # fmt: skip
     """Add a random slice of background noise to a random subset of the batch (notebook 02).
 
     ``noise``: a bank ``(K, Tn >= T)``. With probability ``prob`` (a float or one per example)
@@ -324,12 +281,12 @@ def mix_noise(
     p = torch.as_tensor(prob)
     if p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
         raise ValueError(f"prob must be in [0, 1], got {prob}")
-    if noise.dim() != 2:
-        raise ValueError(f"noise bank must be (K, T_noise), got shape {tuple(noise.shape)}")
     b, t, dev = x.shape[0], x.shape[-1], x.device
+    if noise.dim() != 2 or noise.shape[1] < t or len(noise) == 0:
+        raise ValueError(
+            f"noise bank {tuple(noise.shape)}: want (K, T_noise), not shorter than {t}"
+        )
     k, tn = noise.shape
-    if tn < t or k == 0:
-        raise ValueError(f"noise bank {tuple(noise.shape)} is shorter than the clips (T={t})")
     if not x.is_floating_point():
         x = _as_float_audio(x)
     noise = _as_float_audio(noise.to(dev, non_blocking=True))
@@ -363,14 +320,9 @@ def _band_masks(b: int, size: int, n_masks: int, max_width: int, device, generat
 
 
 def spec_augment(
-    spec: Tensor,
-    freq_masks: int = 2,
-    freq_width: int = 8,
-    time_masks: int = 2,
-    time_width: int = 10,
-    mask_value: float | None = None,
-    generator: torch.Generator | None = None,
-) -> Tensor:
+    spec: Tensor, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2,
+    time_width: int = 10, mask_value: float | None = None, generator: torch.Generator | None = None,
+) -> Tensor:  # fmt: skip
     """SpecAugment masks (Park et al., 2019) per example on ``(B, ..., F, frames)`` (notebook 02).
 
     Bands of 0..``freq_width`` rows and 0..``time_width`` frames set to ``mask_value`` (``None``:
@@ -393,11 +345,8 @@ def spec_augment(
 
 
 def _to_tensor(a: np.ndarray | Tensor) -> Tensor:
-    """NumPy (also a read-only memmap slice) -> a tensor that owns writable memory."""
-    if isinstance(a, Tensor):
-        return a
-    a = np.asarray(a)
-    return torch.from_numpy(a.copy() if not a.flags.writeable else np.ascontiguousarray(a))
+    """NumPy (also a read-only memmap slice) -> a tensor that owns writable memory (a copy)."""
+    return a if isinstance(a, Tensor) else torch.from_numpy(np.array(a))
 
 
 def _batches(audio, device: torch.device, batch_size: int) -> Iterator[tuple[int, Tensor]]:
@@ -409,24 +358,17 @@ def _batches(audio, device: torch.device, batch_size: int) -> Iterator[tuple[int
 
 @torch.no_grad()
 def batch_logmel(
-    audio: np.ndarray | Tensor,
-    device: str | torch.device = "cpu",
-    batch_size: int | None = None,
-    frontend: nn.Module | None = None,
-    to_cpu: bool = True,
-) -> Tensor:
-    """Features of many clips, ``batch_size`` at a time on ``device`` (notebook 02).
+    audio: np.ndarray | Tensor, device: str | torch.device = "cpu", batch_size: int | None = None,
+    frontend: nn.Module | None = None, to_cpu: bool = True,
+) -> Tensor:  # fmt: skip
+    """Features of many clips (int16 or float, a memmap is fine), a batch at a time (notebook 02).
 
-    ``audio``: int16 or float ``(N, T)``, a memmap is fine. ``batch_size=None``: 2048 on a GPU
-    (hides launch latency), 32 on a CPU (a batch must fit in the cache).
-    """
+    ``batch_size=None``: 2048 on a GPU (hides launch latency), 32 on a CPU (fits the cache)."""
     device = torch.device(device)
     frontend = (frontend or LogMel()).to(device).eval()
     size = batch_size or (32 if device.type == "cpu" else 2048)
     chunks = [frontend(xb) for _, xb in _batches(audio, device, size)]
-    if not chunks:
-        return torch.empty(0)
-    return torch.cat([c.cpu() for c in chunks] if to_cpu else chunks)
+    return torch.cat([c.cpu() for c in chunks] if to_cpu else chunks) if chunks else torch.empty(0)
 
 
 @torch.no_grad()
@@ -444,12 +386,9 @@ def loop_logmel(
 def compare_with_librosa(
     x: np.ndarray, librosa_kwargs: dict[str, Any] | None = None, **logmel_kwargs: Any
 ) -> dict[str, float]:
-    """Mel power of one clip by :class:`LogMel` and by librosa, compared (notebook 02).
+    """Largest difference of one clip's log-mel by :class:`LogMel` and by librosa (notebook 02).
 
-    librosa gets our settings unless ``librosa_kwargs`` overrides some (showing what each of
-    its defaults changes). Returns the largest log-mel difference (also in dB) and power
-    difference relative to the peak.
-    """
+    librosa gets our settings unless ``librosa_kwargs`` overrides some (to see what they change)."""
     import librosa
 
     ours_mel = LogMel(**logmel_kwargs)
@@ -466,12 +405,9 @@ def compare_with_librosa(
     frames = min(ours.shape[-1], ref.shape[-1])
     ours, ref = ours[..., :frames], ref[..., :frames]
     log_diff = np.abs(np.log(ours + cfg["eps"]) - np.log(ref + cfg["eps"])).max()
-    return {
-        "max_abs_log": float(log_diff),
-        "max_abs_db": float(log_diff * 10 / math.log(10)),
-        "max_rel_power": float(np.abs(ours - ref).max() / max(ours.max(), 1e-30)),
-        "frames": int(frames),
-    }
+    rel_power = float(np.abs(ours - ref).max() / max(ours.max(), 1e-30))
+    return dict(max_abs_log=float(log_diff), max_abs_db=float(log_diff * 10 / math.log(10)),
+                max_rel_power=rel_power, frames=int(frames))  # fmt: skip
 
 
 # --- Spectrogram images, Microsoft Learn style, done correctly and fast (notebook 02 -> 03) ---
@@ -485,8 +421,7 @@ class _DbMel(LogMel):
 
 
 def _db_frontend(kind: str, n_fft: int | None, hop_length: int | None, n_mels: int) -> nn.Module:
-    """Waveforms -> dB images; ``None`` picks Microsoft Learn's 400/200 ('spectrogram', 201 x 81
-    images) or :class:`LogMel`'s 480/160 ('logmel', 40 x 101)."""
+    """Waveforms -> dB images; ``None``: Microsoft Learn's 400/200 or :class:`LogMel`'s 480/160."""
     defaults = {"spectrogram": (400, 200), "logmel": (480, 160)}
     if kind not in defaults:
         raise ValueError(f"kind must be 'spectrogram' or 'logmel', got {kind!r}")
@@ -561,9 +496,10 @@ def _export(
                     save(img, path, lo, hi)
         for job in pending:
             job.result()
-    with open(out_dir / "manifest.csv", "w", newline="") as f:  # image -> label, source clip
+    sources = paths if paths is not None else [""] * n
+    with open(out_dir / "manifest.csv", "w", newline="") as f:
         rows = [[t.relative_to(out_dir).as_posix(), int(y), t.parent.name, src]
-                for t, y, src in zip(targets, labels, paths or [""] * n, strict=True)]  # fmt: skip
+                for t, y, src in zip(targets, labels, sources, strict=True)]  # fmt: skip
         csv.writer(f).writerows([["file", "label", "class", "source"], *rows])
     seconds = perf_counter() - t0
     rate = n / seconds if seconds > 0 else math.inf
@@ -572,23 +508,16 @@ def _export(
 
 
 def export_spectrogram_pngs(
-    audio: np.ndarray | Tensor,
-    labels: np.ndarray | list[int],
-    classes: list[str],
-    out_dir: str | Path,
-    *,
-    workers: int = 2,
-    compress_level: int = 1,
-    **options: Any,
-) -> dict[str, Any]:
+    audio: np.ndarray | Tensor, labels: np.ndarray | list[int], classes: list[str],
+    out_dir: str | Path, *, workers: int = 2, compress_level: int = 1, **options: Any,
+) -> dict[str, Any]:  # fmt: skip
     """One 8-bit grey PNG per clip in ``out_dir/<class>/`` (notebook 02, read in notebook 03).
 
-    The power (``kind='spectrogram'``, 201 x 81) or mel power (``'logmel'``, 40 x 101) in dB,
-    mapped from one fixed ``db_range`` (default :func:`spectrogram_db_range`) to grey 0..255,
-    highest frequency in row 0; batched on ``device``, written by Pillow from ``workers``
-    threads. ``options``: ``paths`` (for names and ``manifest.csv``), ``kind``, ``n_fft``,
-    ``hop_length``, ``n_mels``, ``top_db``, ``db_range``, ``device``, ``batch_size``.
-    """
+    Power (``kind='spectrogram'``, 201 x 81) or mel power (``'logmel'``, 40 x 101) in dB mapped
+    from one fixed ``db_range`` (default :func:`spectrogram_db_range`) to grey 0..255, highest
+    frequency in row 0; batched on ``device``, saved by Pillow in ``workers`` threads. Options:
+    ``paths``, ``kind``, ``n_fft``, ``hop_length``, ``n_mels``, ``top_db``, ``db_range``,
+    ``device``, ``batch_size``. Also writes ``manifest.csv`` (image -> label, source clip)."""
     from PIL import Image
 
     def to_grey(db: Tensor, lo: float, hi: float) -> np.ndarray:
@@ -614,18 +543,12 @@ def _save_with_matplotlib(db: np.ndarray, path: Path, lo: float, hi: float) -> N
 
 
 def export_spectrogram_pngs_matplotlib(
-    audio: np.ndarray | Tensor,
-    labels: np.ndarray | list[int],
-    classes: list[str],
-    out_dir: str | Path,
-    **options: Any,
-) -> dict[str, Any]:
-    """The slow way, for comparison: one matplotlib figure per file (notebook 02).
+    audio: np.ndarray | Tensor, labels: np.ndarray | list[int], classes: list[str],
+    out_dir: str | Path, **options: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The slow way, for comparison: a matplotlib figure per file, clip by clip (notebook 02).
 
-    Per clip: ``plt.figure`` (one pixel per bin), ``imshow(origin='lower')`` with the fixed range,
-    ``savefig``, ``plt.close``. Same images and ``options`` as :func:`export_spectrogram_pngs`
-    (but saved as RGBA, clip by clip on the CPU).
-    """
+    Same images (as RGBA) and ``options`` as :func:`export_spectrogram_pngs`."""
     to_numpy = lambda db, lo, hi: db.cpu().numpy()
     return _export(audio, labels, classes, out_dir, to_numpy, _save_with_matplotlib, 0,
                    device="cpu", batch_size=1, **options)  # fmt: skip
