@@ -24,14 +24,9 @@ from .data import SplitData
 from .features import DbSpectrogram, export_spectrogram_pngs
 
 __all__ = [
-    "SpectrogramImageFolder",
-    "image_loader",
-    "export_split_images",
-    "pixels_from_audio",
-    "leaky_split_data",
-    "speaker_overlap",
-    "subset_split",
-]
+    "SpectrogramImageFolder", "image_loader", "export_split_images", "pixels_from_audio",
+    "leaky_split_data", "speaker_overlap", "subset_split",
+]  # fmt: skip
 
 _MODES = ("original", "fixed")
 _ORIGINAL_SIZE = (201, 81)  # the original's Resize((201, 81)): (frequency bins, frames)
