@@ -59,27 +59,18 @@ from audiocourse.demo import (  # noqa: F401
     synthesize_word,
 )
 
-# 02: spectrogram, log-mel, MFCC, augmentation, PNG export
+# 02-05: feature front-ends (the one registry), augmentation, PNG export
 from audiocourse.features import (  # noqa: F401
     LogMel,
     Mfcc,
+    DbSpectrogram,
     FRONTENDS,
-    build_frontend,
-    compute_deltas,
-    frontend_spec,
+    make_frontend,
+    frontend_config,
     time_shift,
     mix_noise,
     speed_perturb,
     spec_augment,
-    spec_augment_preview,
-    tone,
-    chirp,
-    quantize,
-    rms_dbfs,
-    measured_snr_db,
-    to_db,
-    natural_log_to_db,
-    power_spectrogram,
     batch_logmel,
     loop_logmel,
     compare_with_librosa,
@@ -112,25 +103,13 @@ from audiocourse.models import (  # noqa: F401
 
 # 03: the PNG-image (ImageFolder) route
 from audiocourse.images import (  # noqa: F401
-    IMAGE_MODES,
     SpectrogramImageFolder,
-    load_spectrogram_png,
     image_loader,
     export_split_images,
     pixels_from_audio,
-    leaky_random_split,
     leaky_split_data,
-    random_split_indices,
     speaker_overlap,
     subset_split,
-)
-
-# 03-05: feature front-ends by name
-from audiocourse.frontends import (  # noqa: F401
-    DbSpectrogram,
-    FRONTEND_KINDS,
-    make_frontend,
-    frontend_config,
 )
 
 # 05: BC-ResNet
@@ -206,7 +185,6 @@ _MODULES = (
     "audiocourse.plots",
     "audiocourse.models",
     "audiocourse.images",
-    "audiocourse.frontends",
     "audiocourse.bcresnet",
     "audiocourse.train",
     "audiocourse.infer",
