@@ -32,12 +32,8 @@ __all__ = [
 ]  # fmt: skip
 
 _UNKNOWN, _SILENCE, _NOISE_DIR = "_unknown_", "_silence_", "_background_noise_"
-TASKS: dict[str, list[str]] = {
-    "yesno": ["yes", "no"],
-    "10": COMMANDS_10,
-    "12": COMMANDS_10 + [_UNKNOWN, _SILENCE],
-    "35": WORDS_V2,
-}
+TASKS: dict[str, list[str]] = {"yesno": ["yes", "no"], "10": COMMANDS_10,
+                               "12": COMMANDS_10 + [_UNKNOWN, _SILENCE], "35": WORDS_V2}
 """Fixed class lists by name; ``load_split`` also takes "all": every word in the folder."""
 _SPLITS = ("train", "validation", "test")
 _RESPLIT_SALT = "audio-course/"  # salt of the re-drawn speaker split, 65/15/20 %
@@ -51,7 +47,6 @@ class AudioError(ValueError):
 
 
 # --------------------------------------------------------------------------- audio I/O (01)
-
 
 def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     """Band-limited (windowed-sinc) resampling along the last axis with torchaudio (notebook 01)."""
@@ -95,8 +90,7 @@ def load_audio(
 def fix_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:
     """Zero-pad a short clip at the end; cut a long one to its loudest ``n`` samples (notebook 01).
 
-    Keeping the loudest window (not the first second) keeps the word in a long recording.
-    """
+    The loudest window (not the first second) keeps the word of a long recording."""
     if x.shape[-1] == n:
         return x
     if x.shape[-1] < n:
@@ -109,10 +103,9 @@ def fix_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:
 
 # ------------------------------------------------------------------- index and splits (01)
 
-
-def _speaker_of(name: str) -> str | None:
+def _speaker_of(path: str) -> str | None:
     """The 8-hex speaker id in ``[<word>_]<speaker>_nohash_<n>.wav``, or None."""
-    m = _SPEAKER_RE.search(name)
+    m = _SPEAKER_RE.search(os.path.basename(path))
     return m.group(1).lower() if m else None
 
 
@@ -126,28 +119,21 @@ class Clip:
     split: str
 
 
-def _read_list(path: Path) -> set[str]:
-    return {ln.strip() for ln in path.read_text().splitlines() if ln.strip()}
-
-
 def build_index(root: str | Path, assign: str = "auto") -> list[Clip]:
     """Index every clip under ``root`` (notebook 01).
 
     Works for the full dataset (official ``validation_list.txt`` / ``testing_list.txt``), the
     official test-set archive (``_unknown_`` / ``_silence_`` folders, ``.wav.wav`` names), the
-    demo set and any folder of ``<word>/<speaker>_nohash_<n>.wav``. ``assign``: 'auto' (the lists
-    when present, else the speaker-hash rule), 'lists', 'hash', or 'test' (every clip is a test
-    clip: for evaluating on a held-out folder). Clips without a speaker id are their own speaker.
+    demo set and any folder of ``<word>/<speaker>_nohash_<n>.wav``. Splits come from the lists
+    when present, else from the speaker-hash rule; ``assign="test"`` makes every clip a test
+    clip (a held-out folder). A clip without a speaker id is its own speaker.
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
-    val_list, test_list = root / "validation_list.txt", root / "testing_list.txt"
-    has_lists = val_list.exists() and test_list.exists()
-    if assign == "lists" and not has_lists:
-        raise FileNotFoundError(f"{root}: no validation_list.txt / testing_list.txt")
-    use_lists = assign == "lists" or (assign == "auto" and has_lists)
-    val, test = (_read_list(val_list), _read_list(test_list)) if use_lists else (set(), set())
+    lists = [root / "validation_list.txt", root / "testing_list.txt"]
+    use_lists = assign != "test" and all(p.exists() for p in lists)
+    val, test = (set(p.read_text().split()) if use_lists else set() for p in lists)
     clips: list[Clip] = []
     for folder in sorted(os.scandir(root), key=lambda e: e.name):
         if not folder.is_dir() or folder.name.startswith(".") or folder.name == _NOISE_DIR:
@@ -168,7 +154,7 @@ def build_index(root: str | Path, assign: str = "auto") -> list[Clip]:
             clips.append(Clip(entry.path, word, speaker, split))
     if not clips:
         raise FileNotFoundError(f"{root}: no .wav clips found in word folders")
-    return _redraw_one_split(clips) if assign in ("auto", "hash") and not use_lists else clips
+    return clips if use_lists or assign == "test" else _redraw_one_split(clips)
 
 
 def _redraw_one_split(clips: list[Clip]) -> list[Clip]:
@@ -193,7 +179,7 @@ def _task_classes(task: str, clips: list[Clip], words: list[str] | None) -> list
         if missing or len(classes) < 2:
             raise ValueError(f"need two or more words that have clips; missing {missing}, "
                              f"found {sorted(present)}")  # fmt: skip
-        nameless = [c.path for c in clips if c.word in classes and _speaker_of(c.path) is None]
+        nameless = [c.path for c in clips if c.word in classes and not _speaker_of(c.path)]
         if nameless:
             raise ValueError(f"{len(nameless)} clips carry no speaker id, e.g. {nameless[0]}: name "
                              "them <speaker>_nohash_<n>.wav (speaker = 8 hex digits)")  # fmt: skip
@@ -206,7 +192,6 @@ def _task_classes(task: str, clips: list[Clip], words: list[str] | None) -> list
 
 
 # ------------------------------------------------------------- decoding and caching (01-05)
-
 
 @dataclass
 class SplitData:
@@ -248,14 +233,11 @@ def _decode_one(path: str) -> tuple[np.ndarray | None, str | None]:
 
 def _decode_chunk(npy: str, start: int, paths: list[str]) -> list[tuple[int, str]]:
     """Decode ``paths`` into rows ``start...`` of the ``.npy`` at ``npy``; returns the errors."""
-    out = np.load(npy, mmap_mode="r+")
-    errors = []
+    out, errors = np.load(npy, mmap_mode="r+"), []
     for i, p in enumerate(paths, start):
         x, err = _decode_one(p)
-        if err is None:
-            out[i] = x
-        else:
-            errors.append((i, err))
+        out[i] = x if err is None else 0
+        errors += [(i, err)] if err else []
     out.flush()
     return errors
 
@@ -270,18 +252,14 @@ def _decode_many(paths: list[str], npy: Path, progress: bool, desc: str) -> list
     starts = list(range(0, len(paths), _DECODE_CHUNK))
     chunks = [paths[s : s + _DECODE_CHUNK] for s in starts]
     workers = min(os.cpu_count() or 1, 8)
-    pool = ProcessPoolExecutor(workers) if workers > 1 and len(chunks) >= 4 else None
-    mapper = pool.map if pool else map
-    try:
-        results = mapper(_decode_chunk, [str(npy)] * len(chunks), starts, chunks)
-        with tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress) as bar:
-            for chunk, errs in zip(chunks, results, strict=True):
-                for i, e in errs:
-                    errors[i] = e
-                bar.update(len(chunk))
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    bar = tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress)
+    with ProcessPoolExecutor(workers) as pool, bar:  # no process starts unless it is used
+        mapper = pool.map if workers > 1 and len(chunks) >= 4 else map
+        for chunk, errs in zip(chunks, mapper(_decode_chunk, [str(npy)] * len(chunks), starts,
+                                              chunks), strict=True):  # fmt: skip
+            for i, e in errs:
+                errors[i] = e
+            bar.update(len(chunk))
     return errors
 
 
@@ -346,9 +324,9 @@ def background_noise(
             starts = np.linspace(0, len(seg) - CLIP_SAMPLES, clips_per_file or 2 * n).astype(int)
             slices += [seg[s : s + CLIP_SAMPLES] for s in starts]
     if not slices:
-        sil = [c for c in build_index(root) if c.word == _SILENCE and c.split == split]
-        slices = [fix_length(load_audio(c.path)) for c in sil]
-    return np.stack(slices).astype(np.float32) if slices else np.zeros((0, CLIP_SAMPLES), np.float32)
+        sil = [c.path for c in build_index(root) if c.word == _SILENCE and c.split == split]
+        slices = [fix_length(load_audio(p)) for p in sil]
+    return np.array(slices, np.float32).reshape(-1, CLIP_SAMPLES)
 
 
 def _make_silence(noise: np.ndarray | None, split: str, n: int, seed: int) -> tuple:
@@ -373,36 +351,31 @@ def _cache_key(clips: list[Clip], extra: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def _write_cache(npy: Path, chosen: list[Clip], classes: list[str], silence: tuple,
+def _write_cache(npy: Path, chosen: list[Clip], classes: list[str], rows: np.ndarray,
                  progress: bool) -> None:  # fmt: skip
-    """Decode ``chosen`` and add the ``(rows, descriptions)`` of silence into ``npy`` + ``.json``.
+    """Decode ``chosen`` (its last ``len(rows)`` clips are ready-made ``rows``) into ``npy``.
 
     Rows go into a temporary memory-mapped ``.npy``; bad files are dropped with one warning;
-    the ``.json`` appears last, so its presence means the cache is complete.
+    the ``.json`` of labels and paths appears last: its presence means the cache is complete.
     """
-    sil_rows, sil_desc = silence
-    n, tmp = len(chosen) + len(sil_desc), npy.with_suffix(f".tmp{os.getpid()}.npy")
-    audio = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(n, CLIP_SAMPLES))
-    audio[len(chosen) :] = sil_rows
+    n_files, tmp = len(chosen) - len(rows), npy.with_suffix(f".tmp{os.getpid()}.npy")
+    audio = np.lib.format.open_memmap(tmp, "w+", np.int16, (len(chosen), CLIP_SAMPLES))
+    audio[n_files:] = rows
     audio.flush()  # header and size on disk before the workers open the file
     del audio
     try:
-        errors = _decode_many([c.path for c in chosen], tmp, progress, f"decoding {npy.stem}")
-        errors += [""] * len(sil_desc)
-        m = len(sil_desc)
-        columns = {
-            "labels": [classes.index(c.word) for c in chosen] + ([classes.index(_SILENCE)] * m if m else []),
-            "paths": [c.path for c in chosen] + sil_desc,
-            "speakers": [c.speaker for c in chosen] + [_SILENCE] * m,
-        }
+        errors = _decode_many([c.path for c in chosen[:n_files]], tmp, progress, npy.stem)
+        errors += [""] * len(rows)
         keep, bad = [i for i, e in enumerate(errors) if not e], [e for e in errors if e]
         if bad:
-            warnings.warn(f"{len(bad)} of {len(chosen)} files could not be decoded and were "
+            warnings.warn(f"{len(bad)} of {n_files} files could not be decoded and were "
                           "skipped:\n  " + "\n  ".join(bad[:5]), stacklevel=3)  # fmt: skip
             np.save(tmp, np.load(tmp, mmap_mode="r")[keep])  # rewrite without the bad rows
-        meta = {k: [v[i] for i in keep] for k, v in columns.items()}
         os.replace(tmp, npy)
-        tmp.write_text(json.dumps({**meta, "classes": classes, "errors": bad}))
+        kept = [chosen[i] for i in keep]
+        meta = {"labels": [classes.index(c.word) for c in kept], "classes": classes, "errors": bad,
+                "paths": [c.path for c in kept], "speakers": [c.speaker for c in kept]}  # fmt: skip
+        tmp.write_text(json.dumps(meta))
         os.replace(tmp, npy.with_suffix(".json"))
     finally:
         tmp.unlink(missing_ok=True)
@@ -441,7 +414,9 @@ def load_split(
     if not (npy.exists() and npy.with_suffix(".json").exists()):
         cache.mkdir(parents=True, exist_ok=True)
         noise = background_noise(root, split, noise_dir=noise_dir) if n_silence else None
-        _write_cache(npy, chosen, classes, _make_silence(noise, split, n_silence, seed), progress)
+        rows, desc = _make_silence(noise, split, n_silence, seed)
+        chosen += [Clip(d, _SILENCE, _SILENCE, split) for d in desc]
+        _write_cache(npy, chosen, classes, rows, progress)
     meta = json.loads(npy.with_suffix(".json").read_text())
     audio, labels = np.load(npy, mmap_mode="r"), np.asarray(meta["labels"], np.int64)
     return SplitData(audio, labels, meta["classes"], meta["paths"], meta["speakers"], split,
@@ -458,7 +433,6 @@ def load_task(root: str | Path, task: str, **kwargs) -> dict[str, SplitData]:
 
 
 # ---------------------------------------------------------------------- dataset names (01)
-
 
 def resolve_dataset(name: str | Path, download: bool = True) -> Path:
     """Turn a dataset name into a folder (notebook 01).
