@@ -169,26 +169,22 @@ def _redraw_one_split(clips: list[Clip]) -> list[Clip]:
 
 
 def _task_classes(task: str, clips: list[Clip], words: list[str] | None) -> list[str]:
-    """Class names of a task; 'all' (or ``words``) takes them from the folder itself."""
+    """Class names of a task; "all" (or its ``words``) takes them from the folder itself."""
     present = {c.word for c in clips}
-    if words is not None and task != "all":
-        raise ValueError(f"words= picks the classes of task 'all', not of task {task!r}")
-    if task == "all":
-        classes = sorted(present - {_SILENCE, _UNKNOWN}) if words is None else list(words)
-        missing = [w for w in classes if w not in present]
-        if missing or len(classes) < 2:
-            raise ValueError(f"need two or more words that have clips; missing {missing}, "
-                             f"found {sorted(present)}")  # fmt: skip
-        nameless = [c.path for c in clips if c.word in classes and not _speaker_of(c.path)]
-        if nameless:
-            raise ValueError(f"{len(nameless)} clips carry no speaker id, e.g. {nameless[0]}: name "
-                             "them <speaker>_nohash_<n>.wav (speaker = 8 hex digits)")  # fmt: skip
-        return classes
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)} or 'all'")
-    if task == "35":  # v0.01 has only 30 of the 35 words
-        return [w for w in TASKS[task] if w in present]
-    return list(TASKS[task])
+    if task != "all":
+        if task not in TASKS or words is not None:
+            raise ValueError(f"unknown task {task!r} (choose from {[*TASKS, 'all']}); words= "
+                             "goes with task 'all'")  # fmt: skip
+        return [w for w in TASKS[task] if w in present or task != "35"]  # v0.01: 30 of the 35
+    classes = sorted(present - {_SILENCE, _UNKNOWN}) if words is None else list(words)
+    if len(classes) < 2 or not present.issuperset(classes):
+        raise ValueError(f"task 'all' needs two or more words with clips: asked {classes}, "
+                         f"found {sorted(present)}")  # fmt: skip
+    nameless = [c.path for c in clips if c.word in classes and not _speaker_of(c.path)]
+    if nameless:
+        raise ValueError(f"{len(nameless)} clips have no speaker id in their name, e.g. "
+                         f"{nameless[0]}: name them <8 hex digits>_nohash_<n>.wav")  # fmt: skip
+    return classes
 
 
 # ------------------------------------------------------------- decoding and caching (01-05)
@@ -243,11 +239,9 @@ def _decode_chunk(npy: str, start: int, paths: list[str]) -> list[tuple[int, str
 
 
 def _decode_many(paths: list[str], npy: Path, progress: bool, desc: str) -> list[str]:
-    """Decode ``paths`` into the rows of the int16 ``.npy`` file; returns one message per row.
-
-    Decoding is bound by Python's per-file overhead, so threads do not help; large passes use
-    one process per core, each writing its chunks straight into the memory-mapped file.
-    """
+    """Decode ``paths`` into the rows of the int16 ``.npy``; returns one message per row. Python's
+    per-file overhead is the bottleneck (threads do not help): large passes use a process per
+    core, each writing its chunks straight into the memory-mapped file."""
     errors = [""] * len(paths)
     starts = list(range(0, len(paths), _DECODE_CHUNK))
     chunks = [paths[s : s + _DECODE_CHUNK] for s in starts]
@@ -305,10 +299,9 @@ def background_noise(
 ) -> np.ndarray:
     """1-s float32 noise slices ``(K, 16000)`` for augmentation and silence (notebooks 02, 05).
 
-    From ``root/_background_noise_``, or from ``noise_dir`` (a folder of noise recordings or its
-    parent) for a folder without one: each file's first 80 % of time serves 'train', the next
-    10 % 'validation', the last 10 % 'test', so no noise leaks across splits. Without any noise
-    files, that split's ``_silence_`` clips are used (the official test-set layout).
+    From ``root/_background_noise_``, or ``noise_dir`` (a folder of noise files, or its parent):
+    each file's first 80 % serves 'train', the next 10 % 'validation', the last 10 % 'test', so
+    no noise leaks across splits. Without noise files: the split's ``_silence_`` clips.
     """
     lo, hi = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}[split]
     slices = []
@@ -343,21 +336,10 @@ def _make_silence(noise: np.ndarray | None, split: str, n: int, seed: int) -> tu
     return out, desc
 
 
-def _cache_key(clips: list[Clip], extra: dict) -> str:
-    h = hashlib.sha1(json.dumps(extra, sort_keys=True).encode())
-    for c in clips:
-        st = os.stat(c.path)
-        h.update(f"{c.path}|{c.word}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def _write_cache(npy: Path, chosen: list[Clip], classes: list[str], rows: np.ndarray,
                  progress: bool) -> None:  # fmt: skip
-    """Decode ``chosen`` (its last ``len(rows)`` clips are ready-made ``rows``) into ``npy``.
-
-    Rows go into a temporary memory-mapped ``.npy``; bad files are dropped with one warning;
-    the ``.json`` of labels and paths appears last: its presence means the cache is complete.
-    """
+    """Decode ``chosen`` (its last ``len(rows)`` clips are ready-made ``rows``) into ``npy``; the
+    ``.json`` of labels and paths appears last: its presence means the cache is complete."""
     n_files, tmp = len(chosen) - len(rows), npy.with_suffix(f".tmp{os.getpid()}.npy")
     audio = np.lib.format.open_memmap(tmp, "w+", np.int16, (len(chosen), CLIP_SAMPLES))
     audio[n_files:] = rows
@@ -395,22 +377,22 @@ def load_split(
 ) -> SplitData:
     """One split of a task as int16 arrays, decoded once and cached on disk (notebook 03).
 
-    ``task``: a name in ``TASKS``, or "all" (every word folder; ``words=[...]`` picks some) for
-    one's own folder. The first call decodes every WAV (one process per core for large splits)
-    into a ``(N, 16000)`` int16 ``.npy``; later calls memory-map it. The cache key covers file
-    list, sizes and modification times. Bad files are skipped with one warning naming them.
-    Silence rows of task "12" come from the background noise (``noise_dir``, see
-    :func:`background_noise`).
+    ``task``: a name in ``TASKS``, or "all": every word folder (``words=[...]`` picks some). The
+    first call decodes every WAV (a process per core) into a ``(N, 16000)`` int16 ``.npy``; later
+    calls memory-map it. Bad files are skipped with one warning. Task "12" makes silence rows from
+    background noise (``noise_dir``: see :func:`background_noise`).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, not {split!r}")
     root = Path(root).expanduser().resolve()
     chosen, classes, n_silence = _select(build_index(root, assign=assign), task, split, seed, words)
     noise = [str(p) for p in _noise_files(root, noise_dir)]
-    extra = {"v": _CACHE_VERSION, "task": task, "classes": classes, "split": split, "seed": seed,
-             "n_silence": n_silence, "noise": noise}  # fmt: skip
+    key = hashlib.sha1(json.dumps([_CACHE_VERSION, classes, seed, n_silence, noise]).encode())
+    for c in chosen:  # a changed file list, size or modification time makes a new cache
+        st = os.stat(c.path)
+        key.update(f"{c.path}|{c.word}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     cache = Path(cache_dir) if cache_dir else data_dir() / "cache"
-    npy = cache / f"{root.name}_{task}_{split}_{_cache_key(chosen, extra)}.npy"
+    npy = cache / f"{root.name}_{task}_{split}_{key.hexdigest()[:16]}.npy"
     if not (npy.exists() and npy.with_suffix(".json").exists()):
         cache.mkdir(parents=True, exist_ok=True)
         noise = background_noise(root, split, noise_dir=noise_dir) if n_silence else None
@@ -426,9 +408,7 @@ def load_split(
 def load_task(root: str | Path, task: str, **kwargs) -> dict[str, SplitData]:
     """All three splits of a task: ``{'train', 'validation', 'test'}`` (notebook 03).
 
-    Takes :func:`load_split`'s keywords, e.g. ``words=["yes", "no", "up"]`` with task "all" and
-    ``noise_dir=`` for a folder without ``_background_noise_``.
-    """
+    Keywords go to :func:`load_split`, e.g. ``words=["yes", "no"]`` (task "all"), ``noise_dir=``."""
     return {s: load_split(root, task, s, **kwargs) for s in _SPLITS}
 
 
