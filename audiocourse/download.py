@@ -1,16 +1,11 @@
-"""Resumable, checksum-verified dataset downloads and safe archive extraction (setup, notebook 05).
+"""Resumable, checksum-verified dataset downloads and safe extraction (setup, notebook 05).
 
-The archive streams into ``<archive>.part``; a dropped connection is resumed with an HTTP
-``Range`` request (also by a later run). Size and SHA-256 are checked before the rename, so a
-finished archive is a verified one. Extraction goes into a hidden folder beside the target,
-refuses members that would land outside it and is renamed into place when complete; a
-``.complete`` marker makes the next call instant. Every failure is a :class:`DownloadError`.
+A dropped download resumes with an HTTP ``Range`` request; only a verified archive is kept;
+extraction refuses members that escape and appears by one rename, with a ``.complete`` marker.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import errno
 import gzip
 import hashlib
 import http.client
@@ -44,6 +39,7 @@ _MIRROR_HINT = (
     "python utils.py download --url URL --sha256 HEX"
 )
 _ROOT_HINT = "--root DIR (or set $AUDIO_COURSE_DATA)"
+_DEFAULT = "speech_commands_v0.02"
 
 _Archive = namedtuple("_Archive", "name url size sha256")
 _BASE = "http://download.tensorflow.org/data/"
@@ -84,25 +80,17 @@ def _gb(n: float) -> str:
 def _check_disk(where: Path, needed: float, what: str) -> None:
     """Raise :class:`DownloadError` when the disk holding ``where`` has < ``needed`` bytes."""
     probe = Path(os.path.abspath(where))
-    while not probe.exists() and probe != probe.parent:
+    while not probe.exists():
         probe = probe.parent
-    try:
-        free = shutil.disk_usage(probe).free
-    except OSError:  # cannot tell (odd file system): let the write itself fail later
-        return
+    free = shutil.disk_usage(probe).free
     if free < needed:
-        raise DownloadError(
-            f"Not enough free disk space in {probe}: {what} needs {_gb(needed)}, but only "
-            f"{_gb(free)} is free. Free some space, or use a bigger disk with {_ROOT_HINT}."
-        )
+        raise DownloadError(f"Not enough free disk space in {probe}: {what} needs {_gb(needed)}, "
+                            f"but only {_gb(free)} is free. Free some, or use {_ROOT_HINT}.")
 
 
 def _mkdirs(path: Path) -> list[Path]:
     """``mkdir -p``; returns the folders it created (deepest last) so they can be undone."""
-    created, p = [], Path(path)
-    while not p.exists() and p != p.parent:
-        created.insert(0, p)
-        p = p.parent
+    created = [p for p in [path, *path.parents] if not p.exists()][::-1]
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -111,7 +99,7 @@ def _mkdirs(path: Path) -> list[Path]:
 
 
 def _rmdirs(created: list[Path]) -> None:
-    """Remove folders made by :func:`_mkdirs` again, if they are still empty."""
+    """Remove folders made by :func:`_mkdirs` again, deepest first, while they are empty."""
     for p in reversed(created):
         try:
             p.rmdir()
@@ -130,9 +118,7 @@ def _sha256_of(path: Path):
 
 def _verify(path: Path, sha256: str | None, size: int | None, delete: bool = False) -> bool:
     """True when ``path`` has the expected size and checksum; a bad one is deleted if asked."""
-    ok = (size is None or path.stat().st_size == size) and (
-        sha256 is None or _sha256_of(path).hexdigest() == sha256
-    )
+    ok = size in (None, path.stat().st_size) and sha256 in (None, _sha256_of(path).hexdigest())
     if not ok and delete:
         path.unlink(missing_ok=True)
     return ok
@@ -143,12 +129,8 @@ def _network_message(url: str, exc: BaseException, timeout: float) -> str:
     host = urllib.parse.urlsplit(url).hostname or url
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return (
-            f"Cannot download {url}: the TLS certificate of {host} could not be verified "
-            f"({reason}). Update your CA certificates (`pip install -U certifi`; on macOS run "
-            "'Install Certificates.command'), or use a mirror: --url URL --sha256 HEX"
-        )
-    if isinstance(reason, socket.gaierror):
+        detail = f"its TLS certificate did not verify ({reason}): update your CA certificates"
+    elif isinstance(reason, socket.gaierror):
         detail = f"the host name {host!r} could not be resolved (no DNS / offline?): {reason}"
     elif isinstance(reason, ConnectionRefusedError):
         detail = f"the connection to {host} was refused: {reason}"
@@ -161,40 +143,35 @@ def _network_message(url: str, exc: BaseException, timeout: float) -> str:
 
 def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
     """Open ``url``, asking for bytes ``start``- when resuming; ``timeout`` applies to reads."""
-    headers = {"User-Agent": "audio-course-downloader/1.0", "Accept-Encoding": "identity"}
-    if start > 0:
-        headers["Range"] = f"bytes={start}-"
+    headers = {"User-Agent": "audio-course/1.0", "Accept-Encoding": "identity"}
+    headers.update({"Range": f"bytes={start}-"} if start > 0 else {})
     req = urllib.request.Request(url, headers=headers)
     resp = urllib.request.urlopen(req, timeout=min(timeout, _CONNECT_TIMEOUT_S))  # noqa: S310
-    try:  # connected: from now on each read may take up to ``timeout``
-        resp.fp.raw._sock.settimeout(timeout)
-    except AttributeError:  # not a plain socket response (e.g. file://)
-        pass
+    if hasattr(resp, "fp") and hasattr(resp.fp, "raw"):  # connected: now each read may take
+        resp.fp.raw._sock.settimeout(timeout)  # up to ``timeout`` (file:// has no socket)
     return resp
 
 
 def _start_stream(resp, part: Path, have: int, size: int | None, url: str):
     """Append (206) or restart from zero (200)? Returns ``(hasher or None, total or None)``;
     no hasher means "restart". A size that contradicts ``size`` raises :class:`DownloadError`."""
-    status = getattr(resp, "status", None) or resp.getcode() or 200  # None: file:// URL
-    length = resp.headers.get("Content-Length")
-    length = int(length) if length and length.isdigit() else None
+    status = getattr(resp, "status", None) or 200  # None: file:// URL
+    length = int(resp.headers.get("Content-Length") or -1)
+    total = length if length >= 0 else size
+    hasher = None
     if status == 206 and have > 0:
-        span, _, total = (resp.headers.get("Content-Range") or "").removeprefix("bytes ").partition("/")
+        content_range = (resp.headers.get("Content-Range") or "").removeprefix("bytes ")
+        span, _, full = content_range.partition("/")
         if span.split("-")[0].strip() != str(have):  # a range we did not ask for: start over
             part.unlink(missing_ok=True)
             raise _RetryableError(f"server answered an unexpected range {span!r}; restarting")
-        total = int(total) if total.strip().isdigit() else have + length if length else size
+        total = int(full) if full.strip().isdigit() else have + length if length >= 0 else size
         hasher = _sha256_of(part)  # what we have, then the appended bytes
-    elif status == 200 or status == 206:  # the whole body: the server ignores Range
-        total, hasher = length if length is not None else size, None
-    else:
+    elif status not in (200, 206):
         raise DownloadError(f"Unexpected HTTP status {status} from {url}.")
-    if size is not None and total is not None and total != size:
-        raise DownloadError(
-            f"The server says {url} is {total:,} bytes, but {size:,} bytes were expected: wrong "
-            "URL, or a different version of the archive? Nothing was kept."
-        )
+    if None not in (size, total) and total != size:
+        raise DownloadError(f"The server says {url} is {total:,} bytes, not {size:,}: wrong "
+                            "URL, or another version of the archive? Nothing was kept.")
     return hasher, total
 
 
@@ -213,13 +190,32 @@ def _connect(url: str, part: Path, have: int, sha256: str | None, size: int | No
         if e.code >= 500 or e.code in (408, 429):
             raise _RetryableError(f"HTTP {e.code} {e.reason}") from e
         hint = " (wrong URL?)" if e.code in (403, 404, 410) else ""
-        raise DownloadError(
-            f"Download failed: the server answered HTTP {e.code} {e.reason} for {url}{hint}. "
-            "Check the URL, or use a mirror with --url URL --sha256 HEX."
-        ) from e
+        raise DownloadError(f"Download failed: HTTP {e.code} {e.reason} for {url}{hint}. Check "
+                            "the URL, or use a mirror with --url URL --sha256 HEX.") from e
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         message = _network_message(url, e, min(timeout, _CONNECT_TIMEOUT_S))
         raise (DownloadError if first else _RetryableError)(message) from e
+
+
+def _receive(resp, part: Path, have: int, h, bar: tqdm) -> int:
+    """Append the body of ``resp`` to ``part`` (at byte ``have``) and ``h``; returns the size."""
+    read = getattr(resp, "read1", resp.read)  # read1: what has arrived, so a drop loses nothing
+    with open(part, "ab" if have else "wb") as f:
+        while True:
+            try:
+                chunk = read(1 << 20)
+            except (OSError, http.client.HTTPException) as e:
+                raise _RetryableError(f"connection lost after {_gb(have)}: {e}") from e
+            if not chunk:
+                return have
+            try:
+                f.write(chunk)
+            except OSError as e:
+                raise DownloadError(f"Cannot write {part} ({e}) after {_gb(have)}: free some "
+                                    "space and run again; it resumes from there.") from e
+            h.update(chunk)
+            have += len(chunk)
+            bar.update(len(chunk))
 
 
 def _attempt(url: str, part: Path, sha256: str | None, size: int | None, bar: tqdm,
@@ -240,65 +236,39 @@ def _attempt(url: str, part: Path, sha256: str | None, size: int | None, bar: tq
             _check_disk(part.parent, total - have, f"downloading {part.name}")
         bar.reset(total)
         bar.update(have)
-        got, read = have, getattr(resp, "read1", resp.read)  # read1: what has arrived so far
-        with open(part, "ab" if have else "wb") as f:
-            while True:
-                try:
-                    chunk = read(1 << 20)
-                except (OSError, http.client.HTTPException) as e:
-                    raise _RetryableError(f"connection lost after {_gb(got)}: {e}") from e
-                if not chunk:
-                    break
-                try:
-                    f.write(chunk)
-                except OSError as e:
-                    raise DownloadError(
-                        ("The disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
-                         f"Cannot write ({e})") + f" while writing {part} ({_gb(got)} so far). "
-                        "Fix that and run the same command again: it resumes where it stopped."
-                    ) from e
-                h.update(chunk)
-                got += len(chunk)
-                bar.update(len(chunk))
+        got = _receive(resp, part, have, h, bar)
     if total is not None and got < total:
         raise _RetryableError(f"connection closed after {_gb(got)} of {_gb(total)}")
-    if (total is not None and got > total) or (size is not None and got != size):
+    if got != (total or got) or got != (size or got):
         part.unlink()
         raise DownloadError(f"Received {got:,} bytes from {url}, expected {total or size:,}; "
                             "the partial file was deleted. Run the command again.")
-    if sha256 is not None and h.hexdigest() != sha256:
+    if sha256 not in (None, h.hexdigest()):
         part.unlink()
-        raise DownloadError(
-            f"Checksum mismatch for {url}: expected sha256 {sha256}, got {h.hexdigest()}. The "
-            "downloaded file was deleted. A mirror must hold the same archive (or pass its "
-            "own --sha256)."
-        )
+        raise DownloadError(f"Checksum mismatch for {url}: expected sha256 {sha256}, got "
+                            f"{h.hexdigest()}; the file was deleted (a mirror needs its --sha256).")
 
 
 def _download_file(url: str, dest: str | Path, *, sha256: str | None, size: int | None,
                    progress: bool = True, timeout: float = 30, retries: int = 3) -> Path:
-    """Download ``url`` to ``dest``: resumable, size- and SHA-256-verified, atomic.
-
-    Bytes stream into ``dest.part``; a dropped connection is retried ``retries`` times with
-    ``Range: bytes=N-`` (206 appends, 200 restarts, 416 means complete). Only a verified
-    ``.part`` becomes ``dest``. An unreachable host fails at once, creating nothing.
-    """
-    dest = Path(dest)
+    """Download ``url`` to ``dest`` via ``dest.part``, retrying a dropped connection ``retries``
+    times with ``Range: bytes=N-`` (206 appends, 200 restarts, 416: complete); only a verified
+    ``.part`` becomes ``dest``. An unreachable host fails at once, creating nothing."""
+    dest, sha256 = Path(dest), sha256.lower() if sha256 else None
     if not urllib.parse.urlsplit(url).scheme and os.path.exists(url):
         url = Path(url).resolve().as_uri()  # a plain local path (lab copy)
-    part, sha256 = dest.with_name(dest.name + ".part"), sha256.lower() if sha256 else None
-    if dest.exists():  # finished earlier (keep_archive): trust it only if it verifies
-        if _verify(dest, sha256, size):
-            return dest
-        dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    if dest.exists() and not _verify(dest, sha256, size, delete=True):  # keep_archive's copy
+        pass
+    elif dest.exists():
+        return dest
     created = _mkdirs(dest.parent)
-    bar = tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name,
-               disable=not progress)
+    bar = tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=not progress)
     try:
         for attempt in range(retries + 1):
             try:
                 if not (size and part.exists() and part.stat().st_size == size
-                        and _verify(part, sha256, size, delete=True)):
+                        and _verify(part, sha256, size, delete=True)):  # else: no network
                     _attempt(url, part, sha256, size, bar, float(timeout), first=attempt == 0)
                 os.replace(part, dest)
                 return dest
@@ -308,9 +278,8 @@ def _download_file(url: str, dest: str | Path, *, sha256: str | None, size: int 
                     resume = f" The partial file {part} was kept: run again to resume." * kept
                     raise DownloadError(f"Download of {url} failed after {retries} retries: "
                                         f"{e}.{resume} {_MIRROR_HINT}") from e
-                pause = min(_BACKOFF_S * 2**attempt, 10.0)
-                bar.write(f"{e}; retrying in {pause:.0f} s ({attempt + 1}/{retries})")
-                time.sleep(pause)
+                bar.write(f"{e}; retrying ({attempt + 1}/{retries})")
+                time.sleep(min(_BACKOFF_S * 2**attempt, 10.0))
     except BaseException:
         if part.exists() and part.stat().st_size == 0:  # keep a non-empty .part: resumable
             part.unlink()
@@ -323,9 +292,8 @@ def _download_file(url: str, dest: str | Path, *, sha256: str | None, size: int 
 
 def _safe_name(m: tarfile.TarInfo) -> str | None:
     """A member's normalised relative name (``None`` for the root '.'), or refuse it."""
-    name = m.name.replace("\\", "/")
+    name, link = m.name.replace("\\", "/"), m.linkname.replace("\\", "/")
     parts = [p for p in name.split("/") if p not in ("", ".")]
-    link = m.linkname.replace("\\", "/")
     depth = len(parts) - 1 if m.issym() else 0  # hard links are relative to the archive root
     for p in link.split("/") if m.issym() or m.islnk() else []:
         depth += -1 if p == ".." else p not in ("", ".")
@@ -353,48 +321,36 @@ def _extract_members(archive: Path, tmp: Path) -> int:
             for m in tar:
                 if (rel := _safe_name(m)) is not None:
                     m.name = rel
-                    try:
-                        tar.extract(m, tmp, filter="data")
-                    except tarfile.FilterError as e:
-                        raise _BadArchiveError(f"Refusing to extract {rel!r}: {e}") from e
+                    tar.extract(m, tmp, filter="data")  # refuses what _safe_name missed
                     n_files += m.isfile() or m.islnk()
+    except tarfile.FilterError as e:
+        raise _BadArchiveError(f"Refusing to extract from {archive}: {e}") from e
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise _BadArchiveError(
-            f"Cannot extract {archive}: {type(e).__name__}: {e}. The archive is corrupt or not "
-            "a .tar.gz; delete it and download it again."
-        ) from e
+        raise _BadArchiveError(f"Cannot extract {archive} ({type(e).__name__}: {e}): it is corrupt "
+                               "or not a .tar.gz; it is deleted, download it again.") from e
     except OSError as e:  # a local problem (disk full, permissions): the archive is fine
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise DownloadError(
-            f"{'The disk filled up' if full else 'A file system error occurred'} while "
-            f"extracting {archive.name}: {e}. Fix that (or use {_ROOT_HINT}) and run again; "
-            "the verified archive is reused."
-        ) from e
+        raise DownloadError(f"Extracting {archive.name} failed: {e}. Free some space (or use "
+                            f"{_ROOT_HINT}) and run again; the verified archive is reused.") from e
     return n_files
 
 
 def _extract_archive(archive: str | Path, target: str | Path, marker: dict | None = None) -> int:
-    """Safely extract a ``.tar.gz`` into ``target``; returns the number of files.
-
-    Members go into a hidden sibling folder first (unsafe ones raise :class:`DownloadError`);
-    a single top folder is flattened; ``target`` appears by one rename when all went well.
-    """
+    """Extract a ``.tar.gz`` into a hidden sibling of ``target``, refusing unsafe members, then
+    rename it into place (a single top folder is flattened); returns the number of files."""
     archive, target = Path(archive), Path(target)
-    if target.exists():
-        if not target.is_dir() or any(target.iterdir()):
-            raise DownloadError(f"{target} exists and is not empty; delete it (or choose "
-                                "another --root) and run again.")
-        target.rmdir()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DownloadError(f"{target} exists and is not empty: delete it or use another --root.")
     created = _mkdirs(target.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         n_files = _extract_members(archive, tmp)
-        entries = list(tmp.iterdir())
-        content = tmp
+        entries, content = list(tmp.iterdir()), tmp
         if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
             content = entries[0]  # an archive with a single top folder: flatten it
         if marker is not None:
             (content / _MARKER).write_text(json.dumps({**marker, "files": n_files}, indent=2))
+        if target.exists():
+            target.rmdir()  # empty (checked above)
         os.replace(content, target)
         shutil.rmtree(tmp, ignore_errors=True)
         return n_files
@@ -406,15 +362,14 @@ def _extract_archive(archive: str | Path, target: str | Path, marker: dict | Non
 
 def _resolve(name: str | None, url: str | None, sha256: str | None, size: int | None) -> _Archive:
     """The archive to fetch: a registry entry, or ``url`` + ``sha256`` (a mirror, a lab copy)."""
-    if sha256 is not None:
-        sha256 = sha256.strip().lower()
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise DownloadError(f"--sha256 must be 64 hex digits, got {sha256!r}.")
+    sha256 = sha256.strip().lower() if sha256 else None
+    if sha256 and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)):
+        raise DownloadError(f"--sha256 must be 64 hex digits, got {sha256!r}.")
     if url is None:
-        info = DATASETS.get(name or "speech_commands_v0.02")
-        if info is None:
+        if (name or _DEFAULT) not in DATASETS:
             raise DownloadError(f"Unknown dataset {name!r}. Known: {', '.join(DATASETS)}; or "
                                 "give --url URL --sha256 HEX for an archive in the same layout.")
+        info = DATASETS[name or _DEFAULT]
         if sha256 not in (None, info.sha256):
             raise DownloadError(f"--sha256 {sha256} differs from the registry's {info.sha256} "
                                 f"for {info.name}; pass --url to download another archive.")
@@ -422,14 +377,14 @@ def _resolve(name: str | None, url: str | None, sha256: str | None, size: int | 
     stem = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
     name = name or stem.removesuffix(".gz").removesuffix(".tar").removesuffix(".tgz")
     known = DATASETS.get(name)
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise DownloadError(f"Invalid dataset name {name!r}: use a plain folder name.")
     if sha256 is None and known is None:
         raise DownloadError(f"No checksum for {url}: pass --sha256 HEX (print it with "
                             "`sha256sum FILE`) so the download can be verified.")
-    if known is not None and sha256 in (None, known.sha256) and size is None:
-        size = known.size
-    if not name or name in (".", "..") or "/" in name or "\\" in name:
-        raise DownloadError(f"Invalid dataset name {name!r}: use a plain folder name.")
-    return _Archive(name, url, size, sha256 or known.sha256)
+    if known is not None and sha256 in (None, known.sha256):
+        return _Archive(name, url, size or known.size, known.sha256)
+    return _Archive(name, url, size, sha256)
 
 
 def _done(target: Path, info: _Archive) -> bool:
@@ -438,16 +393,32 @@ def _done(target: Path, info: _Archive) -> bool:
         done = json.loads((target / _MARKER).read_text())
     except (OSError, ValueError):
         done = None
-    if done is not None and done.get("sha256") in (None, info.sha256):
-        print(f"{info.name}: already downloaded in {target} ({done.get('files', '?')} files)")
-        return True
-    if done is not None:
+    if done is not None and done.get("sha256") not in (None, info.sha256):
         raise DownloadError(f"{target} holds another archive (sha256 {done.get('sha256')}, "
                             f"from {done.get('url')}): delete it or use another --root.")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+    if done is None and target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise DownloadError(f"{target} exists but has no {_MARKER} marker (an interrupted or "
                             "manual copy?): delete it, or point DATASET at that folder.")
-    return False
+    if done is not None:
+        print(f"{info.name}: already downloaded in {target} ({done.get('files', '?')} files)")
+    return done is not None
+
+
+def _fetch(info: _Archive, root: Path, progress: bool) -> Path:
+    """Check the disk, then download and verify ``root/<name>.tar.gz``."""
+    archive = root / f"{info.name}.tar.gz"
+    part = archive.with_name(archive.name + ".part")
+    if info.size is not None:  # room for what is still missing plus the extracted files?
+        have = archive.stat().st_size if archive.exists() else 0
+        have = have or (min(part.stat().st_size, info.size) if part.exists() else 0)
+        unpacked = _EXTRACT_FACTOR * info.size
+        _check_disk(root, info.size - have + unpacked, f"{info.name} (archive {_gb(info.size)} "
+                    f"+ ~{_gb(unpacked)} extracted, {_gb(have)} already downloaded)")
+    print(f"Downloading {info.name} ({_gb(info.size or 0)}) from {info.url}\n  to {archive}")
+    _download_file(info.url, archive, sha256=info.sha256, size=info.size, progress=progress)
+    if info.size is None:  # now we know how big the archive is
+        _check_disk(root, _EXTRACT_FACTOR * archive.stat().st_size, f"extracting {info.name}")
+    return archive
 
 
 def download_dataset(
@@ -469,29 +440,16 @@ def download_dataset(
     """
     info = _resolve(name, url, sha256, size)
     root = Path(root or data_dir()).expanduser()
-    target, archive = root / info.name, root / f"{info.name}.tar.gz"
+    target, root_existed = root / info.name, root.exists()
     if _done(target, info):
         return target
-    part, root_existed = archive.with_name(archive.name + ".part"), root.exists()
     try:
-        if info.size is not None:  # room for what is still missing plus the extracted files?
-            have = archive.stat().st_size if archive.exists() else 0
-            have = have or (min(part.stat().st_size, info.size) if part.exists() else 0)
-            _check_disk(root, info.size - have + _EXTRACT_FACTOR * info.size,
-                        f"{info.name} (archive {_gb(info.size)} + ~{_gb(_EXTRACT_FACTOR * info.size)}"
-                        f" extracted, {_gb(have)} already downloaded)")
-        size_txt = _gb(info.size) if info.size else "unknown size"
-        print(f"Downloading {info.name} ({size_txt}) from {info.url}\n  to {archive}")
-        _download_file(info.url, archive, sha256=info.sha256, size=info.size, progress=progress)
-        n_bytes = archive.stat().st_size
-        if info.size is None:  # now we know how big the archive is
-            _check_disk(root, _EXTRACT_FACTOR * n_bytes, f"extracting {info.name}")
+        archive = _fetch(info, root, progress)
         for stale in root.glob(f".{info.name}.tmp-*"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
         print(f"Extracting {archive.name} into {target} ...")
-        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        meta = {"name": info.name, "url": info.url, "sha256": info.sha256, "size": n_bytes,
-                "date": now}
+        meta = {**info._asdict(), "size": archive.stat().st_size,
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         try:
             n = _extract_archive(archive, target, marker=meta)
         except _BadArchiveError:
