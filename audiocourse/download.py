@@ -6,14 +6,13 @@ extraction refuses members that escape and appears by one rename, with a ``.comp
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
 import json
 import os
 import shutil
-import socket
-import ssl
 import tarfile
 import tempfile
 import time
@@ -34,28 +33,23 @@ _MARKER = ".complete"  # JSON file that marks a fully extracted dataset folder
 _CONNECT_TIMEOUT_S = 15.0  # cap for opening a connection; ``timeout`` then applies to each read
 _BACKOFF_S = 1.0  # first pause before a retry; doubles each time, at most 10 s (tests: 0)
 _EXTRACT_FACTOR = 1.1  # extracted size / archive size (WAV audio barely compresses)
-_MIRROR_HINT = (
-    "Check your internet connection (and proxy settings), or download from a mirror: "
-    "python utils.py download --url URL --sha256 HEX"
-)
+_MIRROR_HINT = "Check your connection (and proxy), or use a mirror: --url URL --sha256 HEX"
 _ROOT_HINT = "--root DIR (or set $AUDIO_COURSE_DATA)"
 _DEFAULT = "speech_commands_v0.02"
 
 _Archive = namedtuple("_Archive", "name url size sha256")
-_BASE = "http://download.tensorflow.org/data/"
 DATASETS: dict[str, _Archive] = {
-    a.name: a
-    for a in [
+    n: _Archive(n, f"http://download.tensorflow.org/data/{n}.tar.gz", size, sha256)
+    for n, size, sha256 in [
         # v0.02 (Warden 2018, CC BY 4.0): 105,829 clips of 35 words + noise, with split lists
-        _Archive("speech_commands_v0.02", f"{_BASE}speech_commands_v0.02.tar.gz", 2_428_923_189,
-                 "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"),
+        ("speech_commands_v0.02", 2_428_923_189,
+         "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"),
         # the canonical v0.02 12-class test set (10 words, _unknown_, _silence_)
-        _Archive("speech_commands_test_set_v0.02",
-                 f"{_BASE}speech_commands_test_set_v0.02.tar.gz", 112_563_277,
-                 "cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd51df"),
+        ("speech_commands_test_set_v0.02", 112_563_277,
+         "cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd51df"),
         # v0.01 (2017): 64,727 clips of 30 words; SHA-256 as pinned by torchaudio
-        _Archive("speech_commands_v0.01", f"{_BASE}speech_commands_v0.01.tar.gz", 1_488_293_908,
-                 "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d"),
+        ("speech_commands_v0.01", 1_488_293_908,
+         "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d"),
     ]
 }
 """The downloadable archives by name: URL, size and SHA-256 (setup, notebook 05)."""
@@ -73,8 +67,7 @@ class _RetryableError(Exception):
     """This attempt failed in a way worth retrying (dropped connection, 5xx)."""
 
 
-def _gb(n: float) -> str:
-    return f"{n / 1e9:.2f} GB"
+_gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
 
 
 def _check_disk(where: Path, needed: float, what: str) -> None:
@@ -100,11 +93,9 @@ def _mkdirs(path: Path) -> list[Path]:
 
 def _rmdirs(created: list[Path]) -> None:
     """Remove folders made by :func:`_mkdirs` again, deepest first, while they are empty."""
-    for p in reversed(created):
-        try:
+    with contextlib.suppress(OSError):
+        for p in reversed(created):
             p.rmdir()
-        except OSError:
-            break
 
 
 def _sha256_of(path: Path):
@@ -125,62 +116,26 @@ def _verify(path: Path, sha256: str | None, size: int | None, delete: bool = Fal
 
 
 def _network_message(url: str, exc: BaseException, timeout: float) -> str:
-    """Turn a urllib/socket exception into one actionable sentence naming the host."""
+    """One actionable sentence naming the host (DNS, refused, timed out, TLS, ...)."""
     host = urllib.parse.urlsplit(url).hostname or url
     reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, ssl.SSLCertVerificationError):
-        detail = f"its TLS certificate did not verify ({reason}): update your CA certificates"
-    elif isinstance(reason, socket.gaierror):
-        detail = f"the host name {host!r} could not be resolved (no DNS / offline?): {reason}"
-    elif isinstance(reason, ConnectionRefusedError):
-        detail = f"the connection to {host} was refused: {reason}"
-    elif isinstance(reason, TimeoutError):
-        detail = f"no answer from {host} within {timeout:.0f} s (timed out)"
-    else:
-        detail = f"{type(reason).__name__}: {reason}"
-    return f"Network error: cannot reach {host} to download {url}: {detail}. {_MIRROR_HINT}"
-
-
-def _open(url: str, start: int, timeout: float) -> http.client.HTTPResponse:
-    """Open ``url``, asking for bytes ``start``- when resuming; ``timeout`` applies to reads."""
-    headers = {"User-Agent": "audio-course/1.0", "Accept-Encoding": "identity"}
-    headers.update({"Range": f"bytes={start}-"} if start > 0 else {})
-    req = urllib.request.Request(url, headers=headers)
-    resp = urllib.request.urlopen(req, timeout=min(timeout, _CONNECT_TIMEOUT_S))  # noqa: S310
-    if hasattr(resp, "fp") and hasattr(resp.fp, "raw"):  # connected: now each read may take
-        resp.fp.raw._sock.settimeout(timeout)  # up to ``timeout`` (file:// has no socket)
-    return resp
-
-
-def _start_stream(resp, part: Path, have: int, size: int | None, url: str):
-    """Append (206) or restart from zero (200)? Returns ``(hasher or None, total or None)``;
-    no hasher means "restart". A size that contradicts ``size`` raises :class:`DownloadError`."""
-    status = getattr(resp, "status", None) or 200  # None: file:// URL
-    length = int(resp.headers.get("Content-Length") or -1)
-    total = length if length >= 0 else size
-    hasher = None
-    if status == 206 and have > 0:
-        content_range = (resp.headers.get("Content-Range") or "").removeprefix("bytes ")
-        span, _, full = content_range.partition("/")
-        if span.split("-")[0].strip() != str(have):  # a range we did not ask for: start over
-            part.unlink(missing_ok=True)
-            raise _RetryableError(f"server answered an unexpected range {span!r}; restarting")
-        total = int(full) if full.strip().isdigit() else have + length if length >= 0 else size
-        hasher = _sha256_of(part)  # what we have, then the appended bytes
-    elif status not in (200, 206):
-        raise DownloadError(f"Unexpected HTTP status {status} from {url}.")
-    if None not in (size, total) and total != size:
-        raise DownloadError(f"The server says {url} is {total:,} bytes, not {size:,}: wrong "
-                            "URL, or another version of the archive? Nothing was kept.")
-    return hasher, total
+    if isinstance(reason, TimeoutError):
+        reason = f"no answer from {host} within {timeout:.0f} s (timed out)"
+    return f"Network error: cannot reach {host} to download {url}: {reason}. {_MIRROR_HINT}"
 
 
 def _connect(url: str, part: Path, have: int, sha256: str | None, size: int | None,
              timeout: float, first: bool):
     """The response for bytes ``have``-, or ``None`` when the server says ``part`` is complete
     (416) and it verifies. A first contact that fails raises at once: retrying would not help."""
+    headers = {"User-Agent": "audio-course/1.0", "Accept-Encoding": "identity"}
+    headers.update({"Range": f"bytes={have}-"} if have > 0 else {})
     try:
-        return _open(url, have, timeout)
+        req = urllib.request.Request(url, headers=headers)
+        resp = urllib.request.urlopen(req, timeout=min(timeout, _CONNECT_TIMEOUT_S))  # noqa: S310
+        if hasattr(resp, "fp") and hasattr(resp.fp, "raw"):  # connected: now each read may
+            resp.fp.raw._sock.settimeout(timeout)  # take ``timeout`` (file:// has no socket)
+        return resp
     except urllib.error.HTTPError as e:
         e.close()
         if e.code == 416 and have > 0:  # nothing after byte `have`: complete?
@@ -220,7 +175,7 @@ def _receive(resp, part: Path, have: int, h, bar: tqdm) -> int:
 
 def _attempt(url: str, part: Path, sha256: str | None, size: int | None, bar: tqdm,
              timeout: float, first: bool) -> None:
-    """One request that appends to (or restarts) ``part`` until it is complete and verified."""
+    """One request that appends to ``part`` (206) or restarts it (200), then verifies it."""
     have = part.stat().st_size if part.exists() else 0
     if size is not None and have > size:  # cannot be right: start over
         part.unlink()
@@ -229,9 +184,21 @@ def _attempt(url: str, part: Path, sha256: str | None, size: int | None, bar: tq
     if resp is None:
         return
     with resp:
-        h, total = _start_stream(resp, part, have, size, url)
-        if h is None:
-            h, have = hashlib.sha256(), 0
+        status = getattr(resp, "status", None) or 200  # None: file:// URL
+        length = int(resp.headers.get("Content-Length") or -1)
+        if status == 206 and not (resp.headers.get("Content-Range") or "").startswith(
+            f"bytes {have}-"
+        ):  # a range we did not ask for: start over
+            part.unlink(missing_ok=True)
+            raise _RetryableError("server answered an unexpected range; restarting")
+        if status not in (200, 206):
+            raise DownloadError(f"Unexpected HTTP status {status} from {url}.")
+        have = have if status == 206 else 0  # 200: the whole body, the server ignores Range
+        total = size if length < 0 else length + have
+        if None not in (size, total) and total != size:
+            raise DownloadError(f"The server says {url} is {total:,} bytes, not {size:,}: wrong "
+                                "URL, or another version of the archive? Nothing was kept.")
+        h = _sha256_of(part) if have else hashlib.sha256()  # then the appended bytes
         if size is None and total is not None:  # the first time we learn the size
             _check_disk(part.parent, total - have, f"downloading {part.name}")
         bar.reset(total)
@@ -258,9 +225,7 @@ def _download_file(url: str, dest: str | Path, *, sha256: str | None, size: int 
     if not urllib.parse.urlsplit(url).scheme and os.path.exists(url):
         url = Path(url).resolve().as_uri()  # a plain local path (lab copy)
     part = dest.with_name(dest.name + ".part")
-    if dest.exists() and not _verify(dest, sha256, size, delete=True):  # keep_archive's copy
-        pass
-    elif dest.exists():
+    if dest.exists() and _verify(dest, sha256, size, delete=True):  # keep_archive's copy
         return dest
     created = _mkdirs(dest.parent)
     bar = tqdm(total=size, unit="B", unit_scale=True, desc=dest.name, disable=not progress)
