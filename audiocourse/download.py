@@ -1,8 +1,6 @@
-"""Resumable, checksum-verified dataset downloads and safe extraction (setup, notebook 05).
-
-A dropped download resumes with an HTTP ``Range`` request; only a verified archive is kept;
-extraction refuses members that escape and appears by one rename, with a ``.complete`` marker.
-"""
+"""Resumable, checksum-verified dataset downloads and safe extraction (setup, notebook 05): a
+dropped download resumes with an HTTP ``Range`` request, only a verified archive is kept, and
+extraction refuses members that escape, then appears by one rename with a ``.complete`` marker."""
 
 from __future__ import annotations
 
@@ -36,18 +34,18 @@ _EXTRACT_FACTOR = 1.1  # extracted size / archive size (WAV audio barely compres
 _MIRROR_HINT = "Check your connection (and proxy), or use a mirror: --url URL --sha256 HEX"
 _ROOT_HINT = "--root DIR (or set $AUDIO_COURSE_DATA)"
 _DEFAULT = "speech_commands_v0.02"
+_gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
 
 _Archive = namedtuple("_Archive", "name url size sha256")
 DATASETS: dict[str, _Archive] = {
     n: _Archive(n, f"http://download.tensorflow.org/data/{n}.tar.gz", size, sha256)
+    # v0.02 (Warden 2018, CC BY 4.0: 105,829 clips of 35 words, split lists), its canonical
+    # 12-class test set, and v0.01 (64,727 clips of 30 words; SHA-256 as pinned by torchaudio)
     for n, size, sha256 in [
-        # v0.02 (Warden 2018, CC BY 4.0): 105,829 clips of 35 words + noise, with split lists
         ("speech_commands_v0.02", 2_428_923_189,
          "af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58"),
-        # the canonical v0.02 12-class test set (10 words, _unknown_, _silence_)
         ("speech_commands_test_set_v0.02", 112_563_277,
          "cc2a00c1147c2254e9be3fa0f779d8c17421dc349b86366567a8edfa9acd51df"),
-        # v0.01 (2017): 64,727 clips of 30 words; SHA-256 as pinned by torchaudio
         ("speech_commands_v0.01", 1_488_293_908,
          "743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d"),
     ]
@@ -67,16 +65,12 @@ class _RetryableError(Exception):
     """This attempt failed in a way worth retrying (dropped connection, 5xx)."""
 
 
-_gb = lambda n: f"{n / 1e9:.2f} GB"  # noqa: E731
-
-
 def _check_disk(where: Path, needed: float, what: str) -> None:
     """Raise :class:`DownloadError` when the disk holding ``where`` has < ``needed`` bytes."""
     probe = Path(os.path.abspath(where))
     while not probe.exists():
         probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if free < needed:
+    if (free := shutil.disk_usage(probe).free) < needed:
         raise DownloadError(f"Not enough free disk space in {probe}: {what} needs {_gb(needed)}, "
                             f"but only {_gb(free)} is free. Free some, or use {_ROOT_HINT}.")
 
@@ -92,7 +86,6 @@ def _mkdirs(path: Path) -> list[Path]:
 
 
 def _rmdirs(created: list[Path]) -> None:
-    """Remove folders made by :func:`_mkdirs` again, deepest first, while they are empty."""
     with contextlib.suppress(OSError):
         for p in reversed(created):
             p.rmdir()
@@ -115,15 +108,6 @@ def _verify(path: Path, sha256: str | None, size: int | None, delete: bool = Fal
     return ok
 
 
-def _network_message(url: str, exc: BaseException, timeout: float) -> str:
-    """One actionable sentence naming the host (DNS, refused, timed out, TLS, ...)."""
-    host = urllib.parse.urlsplit(url).hostname or url
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-    if isinstance(reason, TimeoutError):
-        reason = f"no answer from {host} within {timeout:.0f} s (timed out)"
-    return f"Network error: cannot reach {host} to download {url}: {reason}. {_MIRROR_HINT}"
-
-
 def _connect(url: str, part: Path, have: int, sha256: str | None, size: int | None,
              timeout: float, first: bool):
     """The response for bytes ``have``-, or ``None`` when the server says ``part`` is complete
@@ -138,17 +122,18 @@ def _connect(url: str, part: Path, have: int, sha256: str | None, size: int | No
         return resp
     except urllib.error.HTTPError as e:
         e.close()
-        if e.code == 416 and have > 0:  # nothing after byte `have`: complete?
-            if _verify(part, sha256, size, delete=True):
-                return None
-            raise _RetryableError("the complete partial file did not verify; restarting") from e
-        if e.code >= 500 or e.code in (408, 429):
+        if e.code == 416 and have > 0 and _verify(part, sha256, size, delete=True):
+            return None  # nothing after byte `have`: it was complete (a bad one is deleted)
+        if e.code == 416 or e.code >= 500 or e.code in (408, 429):
             raise _RetryableError(f"HTTP {e.code} {e.reason}") from e
-        hint = " (wrong URL?)" if e.code in (403, 404, 410) else ""
-        raise DownloadError(f"Download failed: HTTP {e.code} {e.reason} for {url}{hint}. Check "
+        raise DownloadError(f"Download failed: HTTP {e.code} {e.reason} for {url}. Check "
                             "the URL, or use a mirror with --url URL --sha256 HEX.") from e
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        message = _network_message(url, e, min(timeout, _CONNECT_TIMEOUT_S))
+        host = urllib.parse.urlsplit(url).hostname or url  # DNS, refused, timed out, TLS...
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        if isinstance(reason, TimeoutError):
+            reason = f"no answer from {host} within {min(timeout, _CONNECT_TIMEOUT_S):.0f} s"
+        message = f"Network error: cannot reach {host} to download {url}: {reason}. {_MIRROR_HINT}"
         raise (DownloadError if first else _RetryableError)(message) from e
 
 
@@ -177,18 +162,15 @@ def _attempt(url: str, part: Path, sha256: str | None, size: int | None, bar: tq
              timeout: float, first: bool) -> None:
     """One request that appends to ``part`` (206) or restarts it (200), then verifies it."""
     have = part.stat().st_size if part.exists() else 0
-    if size is not None and have > size:  # cannot be right: start over
-        part.unlink()
-        have = 0
+    have = 0 if size is not None and have > size else have  # cannot be right: start over
     resp = _connect(url, part, have, sha256, size, timeout, first)
     if resp is None:
         return
     with resp:
         status = getattr(resp, "status", None) or 200  # None: file:// URL
         length = int(resp.headers.get("Content-Length") or -1)
-        if status == 206 and not (resp.headers.get("Content-Range") or "").startswith(
-            f"bytes {have}-"
-        ):  # a range we did not ask for: start over
+        span = resp.headers.get("Content-Range") or ""
+        if status == 206 and not span.startswith(f"bytes {have}-"):  # not what we asked for
             part.unlink(missing_ok=True)
             raise _RetryableError("server answered an unexpected range; restarting")
         if status not in (200, 206):
@@ -218,9 +200,8 @@ def _attempt(url: str, part: Path, sha256: str | None, size: int | None, bar: tq
 
 def _download_file(url: str, dest: str | Path, *, sha256: str | None, size: int | None,
                    progress: bool = True, timeout: float = 30, retries: int = 3) -> Path:
-    """Download ``url`` to ``dest`` via ``dest.part``, retrying a dropped connection ``retries``
-    times with ``Range: bytes=N-`` (206 appends, 200 restarts, 416: complete); only a verified
-    ``.part`` becomes ``dest``. An unreachable host fails at once, creating nothing."""
+    """Download ``url`` to ``dest`` via ``dest.part``, resuming a dropped connection ``retries``
+    times (``Range``: 206 appends, 200 restarts, 416 complete); only verified bytes are kept."""
     dest, sha256 = Path(dest), sha256.lower() if sha256 else None
     if not urllib.parse.urlsplit(url).scheme and os.path.exists(url):
         url = Path(url).resolve().as_uri()  # a plain local path (lab copy)
@@ -239,10 +220,9 @@ def _download_file(url: str, dest: str | Path, *, sha256: str | None, size: int 
                 return dest
             except _RetryableError as e:
                 if attempt == retries:
-                    kept = part.exists() and part.stat().st_size > 0
-                    resume = f" The partial file {part} was kept: run again to resume." * kept
+                    kept = f" {part} was kept: run again to resume." * part.exists()
                     raise DownloadError(f"Download of {url} failed after {retries} retries: "
-                                        f"{e}.{resume} {_MIRROR_HINT}") from e
+                                        f"{e}.{kept} {_MIRROR_HINT}") from e
                 bar.write(f"{e}; retrying ({attempt + 1}/{retries})")
                 time.sleep(min(_BACKOFF_S * 2**attempt, 10.0))
     except BaseException:
@@ -252,7 +232,6 @@ def _download_file(url: str, dest: str | Path, *, sha256: str | None, size: int 
         raise
     finally:
         bar.close()
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _safe_name(m: tarfile.TarInfo) -> str | None:
@@ -280,13 +259,13 @@ def _safe_name(m: tarfile.TarInfo) -> str | None:
 
 def _extract_members(archive: Path, tmp: Path) -> int:
     """Every safe member of ``archive`` into ``tmp`` in one pass; returns the number of files."""
-    n_files = 0
-    try:
+    n_files, kw = 0, {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+    try:  # the "data" filter (Python >= 3.10.12) refuses whatever _safe_name missed
         with tarfile.open(archive, "r:*") as tar:
             for m in tar:
                 if (rel := _safe_name(m)) is not None:
                     m.name = rel
-                    tar.extract(m, tmp, filter="data")  # refuses what _safe_name missed
+                    tar.extract(m, tmp, **kw)
                     n_files += m.isfile() or m.islnk()
     except tarfile.FilterError as e:
         raise _BadArchiveError(f"Refusing to extract from {archive}: {e}") from e
@@ -330,17 +309,11 @@ def _resolve(name: str | None, url: str | None, sha256: str | None, size: int | 
     sha256 = sha256.strip().lower() if sha256 else None
     if sha256 and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)):
         raise DownloadError(f"--sha256 must be 64 hex digits, got {sha256!r}.")
-    if url is None:
-        if (name or _DEFAULT) not in DATASETS:
-            raise DownloadError(f"Unknown dataset {name!r}. Known: {', '.join(DATASETS)}; or "
-                                "give --url URL --sha256 HEX for an archive in the same layout.")
-        info = DATASETS[name or _DEFAULT]
-        if sha256 not in (None, info.sha256):
-            raise DownloadError(f"--sha256 {sha256} differs from the registry's {info.sha256} "
-                                f"for {info.name}; pass --url to download another archive.")
-        return info
-    stem = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
-    name = name or stem.removesuffix(".gz").removesuffix(".tar").removesuffix(".tgz")
+    if url is None and (name or _DEFAULT) not in DATASETS:
+        raise DownloadError(f"Unknown dataset {name!r}. Known: {', '.join(DATASETS)}; or give "
+                            "--url URL --sha256 HEX for an archive in the same layout.")
+    stem = Path(urllib.parse.unquote(urllib.parse.urlsplit(url or "").path)).name
+    name = name or stem.removesuffix(".gz").removesuffix(".tar").removesuffix(".tgz") or _DEFAULT
     known = DATASETS.get(name)
     if not name or name in (".", "..") or "/" in name or "\\" in name:
         raise DownloadError(f"Invalid dataset name {name!r}: use a plain folder name.")
@@ -348,68 +321,45 @@ def _resolve(name: str | None, url: str | None, sha256: str | None, size: int | 
         raise DownloadError(f"No checksum for {url}: pass --sha256 HEX (print it with "
                             "`sha256sum FILE`) so the download can be verified.")
     if known is not None and sha256 in (None, known.sha256):
-        return _Archive(name, url, size or known.size, known.sha256)
+        return _Archive(name, url or known.url, size or known.size, known.sha256)
+    if url is None:
+        raise DownloadError(f"--sha256 {sha256} is not the registry's for {name}: pass --url.")
     return _Archive(name, url, size, sha256)
 
 
-def _done(target: Path, info: _Archive) -> bool:
-    """True when ``target`` holds this archive, extracted; raises if it holds something else."""
-    try:
-        done = json.loads((target / _MARKER).read_text())
-    except (OSError, ValueError):
-        done = None
-    if done is not None and done.get("sha256") not in (None, info.sha256):
-        raise DownloadError(f"{target} holds another archive (sha256 {done.get('sha256')}, "
-                            f"from {done.get('url')}): delete it or use another --root.")
-    if done is None and target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise DownloadError(f"{target} exists but has no {_MARKER} marker (an interrupted or "
-                            "manual copy?): delete it, or point DATASET at that folder.")
-    if done is not None:
-        print(f"{info.name}: already downloaded in {target} ({done.get('files', '?')} files)")
-    return done is not None
-
-
-def _fetch(info: _Archive, root: Path, progress: bool) -> Path:
-    """Check the disk, then download and verify ``root/<name>.tar.gz``."""
-    archive = root / f"{info.name}.tar.gz"
-    part = archive.with_name(archive.name + ".part")
-    if info.size is not None:  # room for what is still missing plus the extracted files?
-        have = archive.stat().st_size if archive.exists() else 0
-        have = have or (min(part.stat().st_size, info.size) if part.exists() else 0)
-        unpacked = _EXTRACT_FACTOR * info.size
-        _check_disk(root, info.size - have + unpacked, f"{info.name} (archive {_gb(info.size)} "
-                    f"+ ~{_gb(unpacked)} extracted, {_gb(have)} already downloaded)")
-    print(f"Downloading {info.name} ({_gb(info.size or 0)}) from {info.url}\n  to {archive}")
-    _download_file(info.url, archive, sha256=info.sha256, size=info.size, progress=progress)
-    if info.size is None:  # now we know how big the archive is
-        _check_disk(root, _EXTRACT_FACTOR * archive.stat().st_size, f"extracting {info.name}")
-    return archive
-
-
-def download_dataset(
-    name: str | None = None,
-    root: str | Path | None = None,
-    *,
-    url: str | None = None,
-    sha256: str | None = None,
-    size: int | None = None,
-    keep_archive: bool = False,
-    progress: bool = True,
-) -> Path:
+def download_dataset(name: str | None = None, root: str | Path | None = None, *,
+                     url: str | None = None, sha256: str | None = None, size: int | None = None,
+                     keep_archive: bool = False, progress: bool = True) -> Path:
     """Download, verify and extract a dataset into ``root/<name>/``; returns it (notebook 05).
 
-    ``name`` is a key of ``DATASETS`` (default ``speech_commands_v0.02``), or give ``url`` +
-    ``sha256`` for a mirror or lab copy in the same layout (``name`` defaults to the archive's
-    stem). ``root`` defaults to ``data_dir()``. A second call returns at once (no network).
-    The archive is deleted after extraction unless ``keep_archive``.
-    """
+    ``name``: a key of ``DATASETS`` (default v0.02), or ``url`` + ``sha256`` of a mirror in the
+    same layout. ``root``: ``data_dir()``. A second call returns at once, offline."""
     info = _resolve(name, url, sha256, size)
     root = Path(root or data_dir()).expanduser()
     target, root_existed = root / info.name, root.exists()
-    if _done(target, info):
+    with contextlib.suppress(OSError, ValueError):
+        done = json.loads((target / _MARKER).read_text())
+        if done.get("sha256") not in (None, info.sha256):
+            raise DownloadError(f"{target} holds another archive (sha256 {done.get('sha256')}, "
+                                f"from {done.get('url')}): delete it or use another --root.")
+        print(f"{info.name}: already downloaded in {target} ({done.get('files', '?')} files)")
         return target
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise DownloadError(f"{target} exists but has no {_MARKER} marker (an interrupted or "
+                            "manual copy?): delete it, or point DATASET at that folder.")
+    archive = root / f"{info.name}.tar.gz"
+    part = archive.with_name(archive.name + ".part")
     try:
-        archive = _fetch(info, root, progress)
+        if info.size is not None:  # room for what is still missing plus the extracted files?
+            have = archive.stat().st_size if archive.exists() else 0
+            have = have or (min(part.stat().st_size, info.size) if part.exists() else 0)
+            unpacked = _EXTRACT_FACTOR * info.size
+            _check_disk(root, info.size - have + unpacked, f"{info.name} ({_gb(info.size)} + "
+                        f"~{_gb(unpacked)} extracted, {_gb(have)} already downloaded)")
+        print(f"Downloading {info.name} ({_gb(info.size or 0)}) from {info.url}\n  to {archive}")
+        _download_file(info.url, archive, sha256=info.sha256, size=info.size, progress=progress)
+        if info.size is None:  # now we know how big the archive is
+            _check_disk(root, _EXTRACT_FACTOR * archive.stat().st_size, f"extracting {info.name}")
         for stale in root.glob(f".{info.name}.tmp-*"):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
         print(f"Extracting {archive.name} into {target} ...")
