@@ -19,11 +19,16 @@ from audiocourse.env import (  # noqa: F401
     env_report,
 )
 
-# 01-05: audio I/O, dataset index, speaker splits, cached int16 arrays
+# setup: verified, resumable dataset download
+from audiocourse.download import DATASETS, DownloadError, download_dataset  # noqa: F401
+
+# 01: the synthetic (eSpeak NG) offline demo dataset
+from audiocourse.demo import make_demo_dataset  # noqa: F401
+
+# 01-05: audio I/O, dataset index, speaker splits, task views, cached int16 arrays
 from audiocourse.data import (  # noqa: F401
     SAMPLE_RATE,
     CLIP_SAMPLES,
-    WORDS_V2,
     COMMANDS_10,
     TASKS,
     AudioError,
@@ -32,31 +37,12 @@ from audiocourse.data import (  # noqa: F401
     load_audio,
     resample,
     fix_length,
-    speaker_of,
     which_set,
     build_index,
-    task_classes,
     load_split,
     load_task,
     background_noise,
     resolve_dataset,
-)
-
-# setup: verified, resumable dataset download
-from audiocourse.download import (  # noqa: F401
-    DatasetInfo,
-    DATASETS,
-    DEFAULT_DATASET,
-    DownloadError,
-    download_file,
-    extract_archive,
-    download_dataset,
-)
-
-# setup: the synthetic (eSpeak NG) offline demo dataset
-from audiocourse.demo import (  # noqa: F401
-    make_demo_dataset,
-    synthesize_word,
 )
 
 # 02-05: feature front-ends (the one registry), augmentation, PNG export

@@ -1,7 +1,7 @@
 """Audio I/O, the dataset index, task views and cached int16 arrays (notebooks 01-05).
 
-Everything reads audio with ``soundfile`` (libsndfile): ``torchaudio.load`` needs torchcodec and
-FFmpeg since torchaudio 2.9, the most reported breakage of audio tutorials.
+Audio is read with ``soundfile`` (libsndfile): ``torchaudio.load`` needs torchcodec and FFmpeg
+since torchaudio 2.9, the most reported breakage of audio tutorials.
 """
 
 from __future__ import annotations
@@ -12,52 +12,32 @@ import math
 import os
 import re
 import warnings
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+from tqdm.auto import tqdm
+
+from .demo import CLIP_SAMPLES, COMMANDS_10, SAMPLE_RATE, WORDS_V2, which_set
+from .env import data_dir
 
 __all__ = [
-    "SAMPLE_RATE",
-    "CLIP_SAMPLES",
-    "WORDS_V2",
-    "COMMANDS_10",
-    "TASKS",
-    "AudioError",
-    "Clip",
-    "SplitData",
-    "load_audio",
-    "resample",
-    "fix_length",
-    "speaker_of",
-    "which_set",
-    "build_index",
-    "task_classes",
-    "load_split",
-    "load_task",
-    "background_noise",
-    "resolve_dataset",
-]
-
-SAMPLE_RATE = 16000
-CLIP_SAMPLES = 16000
-MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # from the Speech Commands README's split rule
-COMMANDS_10 = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
-WORDS_V2 = COMMANDS_10 + [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-    "backward", "forward", "follow", "learn", "visual",
+    "SAMPLE_RATE", "CLIP_SAMPLES", "COMMANDS_10", "TASKS", "AudioError", "Clip", "SplitData",
+    "load_audio", "resample", "fix_length", "which_set", "build_index", "load_split", "load_task",
+    "background_noise", "resolve_dataset",
 ]  # fmt: skip
-UNKNOWN, SILENCE, NOISE_DIR = "_unknown_", "_silence_", "_background_noise_"
-TASKS: dict[str, list[str]] = {
-    "yesno": ["yes", "no"],
-    "10": COMMANDS_10,
-    "12": COMMANDS_10 + [UNKNOWN, SILENCE],
-    "35": WORDS_V2,
-}
-SPLITS = ("train", "validation", "test")
-_CACHE_VERSION = 1
+
+_UNKNOWN, _SILENCE, _NOISE_DIR = "_unknown_", "_silence_", "_background_noise_"
+TASKS: dict[str, list[str]] = {"yesno": ["yes", "no"], "10": COMMANDS_10,
+                               "12": COMMANDS_10 + [_UNKNOWN, _SILENCE], "35": WORDS_V2}
+"""Fixed class lists by name; ``load_split`` also takes "all": every word in the folder."""
+_SPLITS = ("train", "validation", "test")
+_RESPLIT_SALT = "audio-course/"  # salt of the re-drawn speaker split, 65/15/20 %
+_CACHE_VERSION = 2
 _DECODE_CHUNK = 1000  # files per worker task; 4 chunks or more are decoded in parallel
 _SPEAKER_RE = re.compile(r"(?:^|_)([0-9a-f]{8})_nohash_\d+", re.IGNORECASE)
 
@@ -68,13 +48,11 @@ class AudioError(ValueError):
 
 # --------------------------------------------------------------------------- audio I/O (01)
 
-
 def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     """Band-limited (windowed-sinc) resampling along the last axis with torchaudio (notebook 01)."""
     if orig_sr == new_sr:
         return x
-    import torch
-    import torchaudio.functional as AF
+    import torchaudio.functional as AF  # slow to import: only when a file needs it
 
     y = AF.resample(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), orig_sr, new_sr)
     return y.numpy()
@@ -92,8 +70,7 @@ def load_audio(
     path = Path(path)
     try:
         with sf.SoundFile(str(path)) as f:
-            sr = f.samplerate
-            x = f.read(dtype="float32", always_2d=True)  # (frames, channels)
+            sr, x = f.samplerate, f.read(dtype="float32", always_2d=True)  # (frames, channels)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         if not path.exists():
             raise AudioError(f"{path}: no such file") from e
@@ -104,9 +81,7 @@ def load_audio(
         raise AudioError(f"{path}: contains no audio samples")
     if not np.isfinite(x).all():
         raise AudioError(f"{path}: contains NaN or infinite samples")
-    x = x.T  # (channels, frames)
-    if mono:
-        x = x.mean(axis=0)
+    x = x.T.mean(axis=0) if mono else x.T
     if sample_rate is not None and sr != sample_rate:
         x = resample(x, sr, sample_rate)
     return np.ascontiguousarray(x, dtype=np.float32)
@@ -115,13 +90,11 @@ def load_audio(
 def fix_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:
     """Zero-pad a short clip at the end; cut a long one to its loudest ``n`` samples (notebook 01).
 
-    Keeping the loudest window (not the first second) keeps the word in a long recording.
-    """
+    The loudest window (not the first second) keeps the word of a long recording."""
     if x.shape[-1] == n:
         return x
     if x.shape[-1] < n:
-        pad = [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])]
-        return np.pad(x, pad)
+        return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])])
     energy = np.square(x.astype(np.float64)).reshape(-1, x.shape[-1]).sum(axis=0)
     csum = np.concatenate([[0.0], np.cumsum(energy)])
     start = int(np.argmax(csum[n:] - csum[:-n]))  # energy of every n-sample window, O(length)
@@ -130,38 +103,10 @@ def fix_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:
 
 # ------------------------------------------------------------------- index and splits (01)
 
-
-def speaker_of(path: str | Path) -> str:
-    """Speaker id of a clip: the 8-hex hash in ``<spk>_nohash_<n>.wav`` (notebook 01).
-
-    Test-set ``_unknown_`` files (``<word>_<spk>_nohash_<n>.wav.wav``) give the same id, so one
-    speaker never lands in two splits. Files without a hash (``_silence_`` clips) are their own
-    group.
-    """
-    name = Path(path).name
-    m = _SPEAKER_RE.search(name)
-    return m.group(1).lower() if m else name.split(".")[0]
-
-
-def which_set(
-    speaker: str, validation_pct: float = 10.0, testing_pct: float = 10.0, salt: str = ""
-) -> str:
-    """The dataset README's split rule: SHA-1 of the speaker id -> a split (notebook 01).
-
-    Returns 'train', 'validation' or 'test'. Hashing the speaker (not the file) keeps all of a
-    speaker's clips in one split, and a file keeps its split when the dataset grows. ``salt``
-    re-draws the split (used for a folder that is itself one official split).
-    """
-    h = int(hashlib.sha1((salt + speaker).encode("utf-8")).hexdigest(), 16)
-    pct = (h % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
-    if pct < validation_pct:
-        return "validation"
-    if pct < validation_pct + testing_pct:
-        return "test"
-    return "train"
-
-
-RESPLIT_SALT = "audio-course/"  # salt of the re-drawn speaker split, 65/15/20 %
+def _speaker_of(path: str) -> str | None:
+    """The 8-hex speaker id in ``[<word>_]<speaker>_nohash_<n>.wav``, or None."""
+    m = _SPEAKER_RE.search(os.path.basename(path))
+    return m.group(1).lower() if m else None
 
 
 @dataclass(frozen=True)
@@ -174,74 +119,75 @@ class Clip:
     split: str
 
 
-def _read_list(path: Path) -> set[str]:
-    return {ln.strip() for ln in path.read_text().splitlines() if ln.strip()}
-
-
 def build_index(root: str | Path, assign: str = "auto") -> list[Clip]:
     """Index every clip under ``root`` (notebook 01).
 
     Works for the full dataset (official ``validation_list.txt`` / ``testing_list.txt``), the
-    official test-set archive (``_unknown_`` / ``_silence_`` folders, ``.wav.wav`` names) and the
-    demo set. ``assign``: 'auto' (the lists when present, else the speaker-hash rule), 'lists',
-    'hash', or 'test' (every clip is a test clip: for evaluating on a held-out folder).
+    official test-set archive (``_unknown_`` / ``_silence_`` folders, ``.wav.wav`` names), the
+    demo set and any folder of ``<word>/<speaker>_nohash_<n>.wav``. Splits come from the lists
+    when present, else from the speaker-hash rule; ``assign="test"`` makes every clip a test
+    clip (a held-out folder). A clip without a speaker id is its own speaker.
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
-    val_list, test_list = root / "validation_list.txt", root / "testing_list.txt"
-    has_lists = val_list.exists() and test_list.exists()
-    if assign == "lists" and not has_lists:
-        raise FileNotFoundError(f"{root}: no validation_list.txt / testing_list.txt")
-    use_lists = assign == "lists" or (assign == "auto" and has_lists)
-    val, test = (_read_list(val_list), _read_list(test_list)) if use_lists else (set(), set())
-
+    lists = [root / "validation_list.txt", root / "testing_list.txt"]
+    use_lists = assign != "test" and all(p.exists() for p in lists)
+    val, test = (set(p.read_text().split()) if use_lists else set() for p in lists)
     clips: list[Clip] = []
     for folder in sorted(os.scandir(root), key=lambda e: e.name):
-        if not folder.is_dir() or folder.name.startswith(".") or folder.name == NOISE_DIR:
+        if not folder.is_dir() or folder.name.startswith(".") or folder.name == _NOISE_DIR:
             continue
         for entry in sorted(os.scandir(folder.path), key=lambda e: e.name):
             if not entry.name.lower().endswith(".wav") or not entry.is_file():
                 continue
-            word = folder.name
-            if word == UNKNOWN:  # '<word>_<speaker>_nohash_<n>.wav.wav'
-                word = entry.name.split("_")[0]
-            speaker = speaker_of(entry.name)
+            # '_unknown_/<word>_<speaker>_nohash_<n>.wav.wav' in the official test set
+            word = entry.name.split("_")[0] if folder.name == _UNKNOWN else folder.name
+            speaker = _speaker_of(entry.name) or entry.name.split(".")[0]
+            rel = f"{folder.name}/{entry.name}"
             if assign == "test":
                 split = "test"
             elif use_lists:
-                rel = f"{folder.name}/{entry.name}"
                 split = "validation" if rel in val else "test" if rel in test else "train"
             else:
                 split = which_set(speaker)
             clips.append(Clip(entry.path, word, speaker, split))
     if not clips:
         raise FileNotFoundError(f"{root}: no .wav clips found in word folders")
-    if assign in ("auto", "hash") and not use_lists:
-        # A folder cut from ONE official split (e.g. the official test-set archive) has almost
-        # all speakers in one hash bucket. Re-draw a speaker-disjoint split (65/15/20 % of the
-        # speakers) with a salted hash: still by speaker, deterministic, usable for training.
-        top = max(sum(c.split == s for c in clips) for s in SPLITS)
-        if top > 0.9 * len(clips):
-            clips = [
-                Clip(c.path, c.word, c.speaker, which_set(c.speaker, 15, 20, RESPLIT_SALT))
-                for c in clips
-            ]
-    return clips
+    return clips if use_lists or assign == "test" else _redraw_one_split(clips)
 
 
-def task_classes(task: str, words_present: set[str] | None = None) -> list[str]:
-    """Class names of a task: 'yesno', '10', '12' (10 + unknown + silence), '35' (notebook 03)."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose from {sorted(TASKS)}")
-    classes = TASKS[task]
-    if task == "35" and words_present is not None:
-        classes = [w for w in classes if w in words_present]  # v0.01 has only 30 of them
-    return list(classes)
+def _redraw_one_split(clips: list[Clip]) -> list[Clip]:
+    """A folder cut from ONE official split (the official test-set archive) has its speakers in
+    one hash bucket: re-draw a speaker-disjoint 65/15/20 % split with a salted hash."""
+    speakers = {(c.speaker, c.split) for c in clips if c.word != _SILENCE}
+    top = max(Counter(split for _, split in speakers).values(), default=0)
+    if top <= 0.9 * len(speakers):
+        return clips
+    return [Clip(c.path, c.word, c.speaker, which_set(c.speaker, 15, 20, _RESPLIT_SALT))
+            for c in clips]  # fmt: skip
+
+
+def _task_classes(task: str, clips: list[Clip], words: list[str] | None) -> list[str]:
+    """Class names of a task; "all" (or its ``words``) takes them from the folder itself."""
+    present = {c.word for c in clips}
+    if task != "all":
+        if task not in TASKS or words is not None:
+            raise ValueError(f"unknown task {task!r} (choose from {[*TASKS, 'all']}); words= "
+                             "goes with task 'all'")  # fmt: skip
+        return [w for w in TASKS[task] if w in present or task != "35"]  # v0.01: 30 of the 35
+    classes = sorted(present - {_SILENCE, _UNKNOWN}) if words is None else list(words)
+    if len(classes) < 2 or not present.issuperset(classes):
+        raise ValueError(f"task 'all' needs two or more words with clips: asked {classes}, "
+                         f"found {sorted(present)}")  # fmt: skip
+    nameless = [c.path for c in clips if c.word in classes and not _speaker_of(c.path)]
+    if nameless:
+        raise ValueError(f"{len(nameless)} clips have no speaker id in their name, e.g. "
+                         f"{nameless[0]}: name them <8 hex digits>_nohash_<n>.wav")  # fmt: skip
+    return classes
 
 
 # ------------------------------------------------------------- decoding and caching (01-05)
-
 
 @dataclass
 class SplitData:
@@ -265,23 +211,15 @@ class SplitData:
 
 
 def _decode_one(path: str) -> tuple[np.ndarray | None, str | None]:
-    """Decode one clip to int16 (16000,), or return the error message."""
+    """One clip as int16 ``(16000,)``, or ``(None, the error message)``."""
     try:
         with sf.SoundFile(path) as f:
             if f.samplerate == SAMPLE_RATE and f.channels == 1 and f.subtype == "PCM_16":
-                x = f.read(
-                    dtype="int16"
-                )  # fast path: the dataset's own format, no float round trip
-                if x.shape[0] == 0:
-                    raise AudioError(f"{path}: contains no audio samples")
-                return fix_length(x), None
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        if not isinstance(e, AudioError):
-            try:
-                load_audio(path)  # reproduces the failure with the precise message
-            except AudioError as err:
-                return None, str(err)
-        return None, str(e)
+                x = f.read(dtype="int16")  # the dataset's own format: no float round trip
+                if len(x):
+                    return fix_length(x), None
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        pass  # load_audio below fails again, with a message that names the problem
     try:  # another rate, stereo or sample format: the general path
         x = fix_length(load_audio(path))
     except AudioError as e:
@@ -291,91 +229,83 @@ def _decode_one(path: str) -> tuple[np.ndarray | None, str | None]:
 
 def _decode_chunk(npy: str, start: int, paths: list[str]) -> list[tuple[int, str]]:
     """Decode ``paths`` into rows ``start...`` of the ``.npy`` at ``npy``; returns the errors."""
-    out = np.load(npy, mmap_mode="r+")
-    errors = []
+    out, errors = np.load(npy, mmap_mode="r+"), []
     for i, p in enumerate(paths, start):
         x, err = _decode_one(p)
-        if err is None:
-            out[i] = x
-        else:
-            errors.append((i, err))
+        out[i] = x if err is None else 0
+        errors += [(i, err)] if err else []
     out.flush()
     return errors
 
 
 def _decode_many(paths: list[str], npy: Path, progress: bool, desc: str) -> list[str]:
-    """Decode ``paths`` into the rows of the int16 ``.npy`` file; returns one message per row.
-
-    Decoding is bound by Python's per-file overhead, so threads do not help; large passes use
-    one process per core, each writing its chunks straight into the memory-mapped file.
-    """
-    from tqdm.auto import tqdm
-
+    """Decode ``paths`` into the rows of the int16 ``.npy``; returns one message per row. Python's
+    per-file overhead is the bottleneck (threads do not help): large passes use a process per
+    core, each writing its chunks straight into the memory-mapped file."""
     errors = [""] * len(paths)
-    chunk = _DECODE_CHUNK
-    starts = range(0, len(paths), chunk)
+    starts = list(range(0, len(paths), _DECODE_CHUNK))
+    chunks = [paths[s : s + _DECODE_CHUNK] for s in starts]
     workers = min(os.cpu_count() or 1, 8)
     bar = tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress)
-    if workers == 1 or len(paths) < 4 * chunk:
-        results = (_decode_chunk(str(npy), s, paths[s : s + chunk]) for s in starts)
-        for s, errs in zip(starts, results, strict=True):
+    with ProcessPoolExecutor(workers) as pool, bar:  # no process starts unless it is used
+        mapper = pool.map if workers > 1 and len(chunks) >= 4 else map
+        for chunk, errs in zip(chunks, mapper(_decode_chunk, [str(npy)] * len(chunks), starts,
+                                              chunks), strict=True):  # fmt: skip
             for i, e in errs:
                 errors[i] = e
-            bar.update(min(chunk, len(paths) - s))
-    else:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers) as pool:
-            jobs = [pool.submit(_decode_chunk, str(npy), s, paths[s : s + chunk]) for s in starts]
-            for s, fut in zip(starts, jobs, strict=True):
-                for i, e in fut.result():
-                    errors[i] = e
-                bar.update(min(chunk, len(paths) - s))
-    bar.close()
+            bar.update(len(chunk))
     return errors
 
 
 def _select(
-    clips: list[Clip], task: str, split: str, seed: int
+    clips: list[Clip], task: str, split: str, seed: int, words: list[str] | None
 ) -> tuple[list[Clip], list[str], int]:
-    """Clips of one split for a task, and how many silence rows to generate."""
+    """Clips of one split for a task, its classes, and how many silence rows to generate."""
+    classes = _task_classes(task, clips, words)
     in_split = [c for c in clips if c.split == split]
-    words = {c.word for c in clips}
-    classes = task_classes(task, words)
     if task != "12":
         return [c for c in in_split if c.word in classes], classes, 0
     known = [c for c in in_split if c.word in COMMANDS_10]
-    silence = [c for c in in_split if c.word == SILENCE]
-    others = [c for c in in_split if c.word not in COMMANDS_10 and c.word != SILENCE]
+    silence = [c for c in in_split if c.word == _SILENCE]
+    others = [c for c in in_split if c.word not in COMMANDS_10 and c.word != _SILENCE]
     # Rebalance like the TensorFlow reference: unknown and silence are ~10 % of the known clips
     # each. A folder that already has an _unknown_ folder (official test-set layout) is balanced.
     n_extra = math.ceil(len(known) * 0.10)
-    has_unknown_folder = any(f"/{UNKNOWN}/" in c.path.replace(os.sep, "/") for c in others)
+    has_unknown_folder = any(f"/{_UNKNOWN}/" in c.path.replace(os.sep, "/") for c in others)
     if not has_unknown_folder and len(others) > n_extra:
-        rng = np.random.default_rng([seed, SPLITS.index(split)])
+        rng = np.random.default_rng([seed, _SPLITS.index(split)])
         others = [others[i] for i in sorted(rng.choice(len(others), n_extra, replace=False))]
-    n_generated = 0 if silence else n_extra  # no _silence_ clips: make them from noise
-    relabelled = [Clip(c.path, UNKNOWN, c.speaker, c.split) for c in others]
-    return known + relabelled + silence, classes, n_generated
+    relabelled = [Clip(c.path, _UNKNOWN, c.speaker, c.split) for c in others]
+    return known + relabelled + silence, classes, 0 if silence else n_extra  # else: from noise
 
 
-def _noise_files(root: Path) -> list[Path]:
-    return sorted((root / NOISE_DIR).glob("*.wav")) if (root / NOISE_DIR).is_dir() else []
+def _noise_files(root: Path, noise_dir: str | Path | None) -> list[Path]:
+    """The noise recordings: ``noise_dir`` (or its ``_background_noise_``), else the dataset's."""
+    folder = Path(noise_dir).expanduser() if noise_dir else Path(root) / _NOISE_DIR
+    if (folder / _NOISE_DIR).is_dir():
+        folder = folder / _NOISE_DIR
+    files = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    if noise_dir and not files:
+        raise FileNotFoundError(f"noise_dir {noise_dir}: no .wav files (nor in {_NOISE_DIR}/)")
+    return files
 
 
 def background_noise(
-    root: str | Path, split: str = "train", clips_per_file: int | None = None
+    root: str | Path,
+    split: str = "train",
+    clips_per_file: int | None = None,
+    *,
+    noise_dir: str | Path | None = None,
 ) -> np.ndarray:
     """1-s float32 noise slices ``(K, 16000)`` for augmentation and silence (notebooks 02, 05).
 
-    From ``_background_noise_``: each file's first 80 % of time serves 'train', the next 10 %
-    'validation', the last 10 % 'test', so no noise recording leaks across splits. A folder
-    without it (the official test-set layout) uses that split's ``_silence_`` clips instead.
+    From ``root/_background_noise_``, or ``noise_dir`` (a folder of noise files, or its parent):
+    each file's first 80 % serves 'train', the next 10 % 'validation', the last 10 % 'test', so
+    no noise leaks across splits. Without noise files: the split's ``_silence_`` clips.
     """
-    root = Path(root)
     lo, hi = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}[split]
     slices = []
-    for f in _noise_files(root):
+    for f in _noise_files(Path(root), noise_dir):
         try:
             x = load_audio(f)
         except AudioError as e:
@@ -383,32 +313,54 @@ def background_noise(
             continue
         seg = x[int(lo * len(x)) : int(hi * len(x))]
         n = len(seg) // CLIP_SAMPLES
-        if n == 0:
-            continue
-        starts = np.linspace(0, len(seg) - CLIP_SAMPLES, clips_per_file or max(n, 1) * 2).astype(
-            int
-        )
-        slices += [seg[s : s + CLIP_SAMPLES] for s in starts]  # half-overlapping slices
+        if n > 0:  # half-overlapping slices
+            starts = np.linspace(0, len(seg) - CLIP_SAMPLES, clips_per_file or 2 * n).astype(int)
+            slices += [seg[s : s + CLIP_SAMPLES] for s in starts]
     if not slices:
-        sil = [c.path for c in build_index(root) if c.word == SILENCE and c.split == split]
+        sil = [c.path for c in build_index(root) if c.word == _SILENCE and c.split == split]
         slices = [fix_length(load_audio(p)) for p in sil]
-    if not slices:
-        return np.zeros((0, CLIP_SAMPLES), np.float32)
-    return np.stack(slices).astype(np.float32)
+    return np.array(slices, np.float32).reshape(-1, CLIP_SAMPLES)
 
 
-def _cache_key(clips: list[Clip], extra: dict) -> str:
-    h = hashlib.sha1(json.dumps(extra, sort_keys=True).encode())
-    for c in clips:
-        st = os.stat(c.path)
-        h.update(f"{c.path}|{c.word}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+def _make_silence(noise: np.ndarray | None, split: str, n: int, seed: int) -> tuple:
+    """``n`` silence rows: background-noise slices at random gain, one in ten pure zeros."""
+    rng = np.random.default_rng([seed, 7, _SPLITS.index(split)])
+    out, desc = np.zeros((n, CLIP_SAMPLES), np.int16), []
+    for i in range(n):
+        if not len(noise) or rng.random() < 0.1:
+            desc.append("<silence: zeros>")
+            continue
+        k, gain = int(rng.integers(len(noise))), float(rng.uniform(0.0, 1.0))
+        out[i] = np.clip(noise[k] * gain * 32768, -32768, 32767).astype(np.int16)
+        desc.append(f"<silence: {_NOISE_DIR} slice {k} x {gain:.2f}>")
+    return out, desc
 
 
-def _default_cache_dir() -> Path:
-    from .env import data_dir
-
-    return data_dir() / "cache"
+def _write_cache(npy: Path, chosen: list[Clip], classes: list[str], rows: np.ndarray,
+                 progress: bool) -> None:  # fmt: skip
+    """Decode ``chosen`` (its last ``len(rows)`` clips are ready-made ``rows``) into ``npy``; the
+    ``.json`` of labels and paths appears last: its presence means the cache is complete."""
+    n_files, tmp = len(chosen) - len(rows), npy.with_suffix(f".tmp{os.getpid()}.npy")
+    audio = np.lib.format.open_memmap(tmp, "w+", np.int16, (len(chosen), CLIP_SAMPLES))
+    audio[n_files:] = rows
+    audio.flush()  # header and size on disk before the workers open the file
+    del audio
+    try:
+        errors = _decode_many([c.path for c in chosen[:n_files]], tmp, progress, npy.stem)
+        errors += [""] * len(rows)
+        keep, bad = [i for i, e in enumerate(errors) if not e], [e for e in errors if e]
+        if bad:
+            warnings.warn(f"{len(bad)} of {n_files} files could not be decoded and were "
+                          "skipped:\n  " + "\n  ".join(bad[:5]), stacklevel=3)  # fmt: skip
+            np.save(tmp, np.load(tmp, mmap_mode="r")[keep])  # rewrite without the bad rows
+        os.replace(tmp, npy)
+        kept = [chosen[i] for i in keep]
+        meta = {"labels": [classes.index(c.word) for c in kept], "classes": classes, "errors": bad,
+                "paths": [c.path for c in kept], "speakers": [c.speaker for c in kept]}  # fmt: skip
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, npy.with_suffix(".json"))
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_split(
@@ -420,114 +372,47 @@ def load_split(
     seed: int = 0,
     assign: str = "auto",
     progress: bool = True,
+    words: list[str] | None = None,
+    noise_dir: str | Path | None = None,
 ) -> SplitData:
     """One split of a task as int16 arrays, decoded once and cached on disk (notebook 03).
 
-    The first call decodes every WAV (one process per core for large splits) into one contiguous
-    ``(N, 16000)`` int16 array saved as ``.npy``; later calls memory-map it in under a second.
-    The cache key covers file list, sizes and modification times: a changed dataset is re-read.
-    Bad files are skipped with a warning naming each one; they never abort the pass.
+    ``task``: a name in ``TASKS``, or "all": every word folder (``words=[...]`` picks some). The
+    first call decodes every WAV (a process per core) into a ``(N, 16000)`` int16 ``.npy``; later
+    calls memory-map it. Bad files are skipped with one warning. Task "12" makes silence rows from
+    background noise (``noise_dir``: see :func:`background_noise`).
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, not {split!r}")
     root = Path(root).expanduser().resolve()
-    clips = build_index(root, assign=assign)
-    chosen, classes, n_silence = _select(clips, task, split, seed)
-    cache = Path(cache_dir) if cache_dir else _default_cache_dir()
-    key = _cache_key(
-        chosen,
-        {
-            "v": _CACHE_VERSION,
-            "task": task,
-            "split": split,
-            "seed": seed,
-            "n_silence": n_silence,
-            "noise": [str(p) for p in _noise_files(root)],
-        },
-    )
-    stem = f"{root.name}_{task}_{split}_{key}"
-    npy, meta_file = cache / f"{stem}.npy", cache / f"{stem}.json"
-    if npy.exists() and meta_file.exists():
-        meta = json.loads(meta_file.read_text())
-        audio = np.load(npy, mmap_mode="r")
-        return SplitData(
-            audio,
-            np.asarray(meta["labels"], np.int64),
-            meta["classes"],
-            meta["paths"],
-            meta["speakers"],
-            split,
-            meta["errors"],
-        )
-
-    cache.mkdir(parents=True, exist_ok=True)
-    n = len(chosen) + n_silence
-    tmp = cache / f"{stem}.tmp{os.getpid()}.npy"
-    audio = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(n, CLIP_SAMPLES))
-    audio.flush()  # header and size on disk before the workers open the file
-    try:
-        errors = _decode_many([c.path for c in chosen], tmp, progress, f"decoding {task}/{split}")
-        paths = [c.path for c in chosen]
-        speakers = [c.speaker for c in chosen]
-        labels = [classes.index(c.word) for c in chosen]
-        if n_silence:
-            sil, desc = _make_silence(root, split, n_silence, seed)
-            audio[len(chosen) :] = sil
-            paths += desc
-            speakers += [SILENCE] * n_silence
-            labels += [classes.index(SILENCE)] * n_silence
-        audio.flush()
-        bad = [i for i, e in enumerate(errors) if e]
-        del audio
-        keep = np.setdiff1d(np.arange(n), bad)
-        if bad:
-            warnings.warn(
-                f"{len(bad)} of {len(chosen)} files could not be decoded and were skipped:\n  "
-                + "\n  ".join(errors[i] for i in bad[:5]),
-                stacklevel=2,
-            )
-            full = np.load(tmp, mmap_mode="r")
-            np.save(tmp, np.ascontiguousarray(full[keep]))  # rewrite without the bad rows
-            del full
-        meta = {
-            "labels": [labels[i] for i in keep],
-            "classes": classes,
-            "paths": [paths[i] for i in keep],
-            "speakers": [speakers[i] for i in keep],
-            "errors": [errors[i] for i in bad],
-        }
-        os.replace(tmp, npy)
-        tmp_meta = cache / f"{stem}.tmp{os.getpid()}.json"
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, meta_file)  # the .json appears last: its presence means complete
-    finally:
-        tmp.unlink(missing_ok=True)
-    return load_split(root, task, split, cache_dir=cache, seed=seed, assign=assign, progress=False)
-
-
-def _make_silence(root: Path, split: str, n: int, seed: int) -> tuple[np.ndarray, list[str]]:
-    """``n`` silence rows: background-noise slices at random gain, one in ten pure zeros."""
-    rng = np.random.default_rng([seed, 7, SPLITS.index(split)])
-    noise = background_noise(root, split)
-    out = np.zeros((n, CLIP_SAMPLES), np.int16)
-    desc = []
-    for i in range(n):
-        if len(noise) == 0 or rng.random() < 0.1:
-            desc.append("<silence: zeros>")
-            continue
-        k, gain = int(rng.integers(len(noise))), float(rng.uniform(0.0, 1.0))
-        out[i] = np.clip(noise[k] * gain * 32768, -32768, 32767).astype(np.int16)
-        desc.append(f"<silence: {NOISE_DIR} slice {k} x {gain:.2f}>")
-    return out, desc
+    chosen, classes, n_silence = _select(build_index(root, assign=assign), task, split, seed, words)
+    noise = [str(p) for p in _noise_files(root, noise_dir)]
+    key = hashlib.sha1(json.dumps([_CACHE_VERSION, classes, seed, n_silence, noise]).encode())
+    for c in chosen:  # a changed file list, size or modification time makes a new cache
+        st = os.stat(c.path)
+        key.update(f"{c.path}|{c.word}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    cache = Path(cache_dir) if cache_dir else data_dir() / "cache"
+    npy = cache / f"{root.name}_{task}_{split}_{key.hexdigest()[:16]}.npy"
+    if not (npy.exists() and npy.with_suffix(".json").exists()):
+        cache.mkdir(parents=True, exist_ok=True)
+        noise = background_noise(root, split, noise_dir=noise_dir) if n_silence else None
+        rows, desc = _make_silence(noise, split, n_silence, seed)
+        chosen += [Clip(d, _SILENCE, _SILENCE, split) for d in desc]
+        _write_cache(npy, chosen, classes, rows, progress)
+    meta = json.loads(npy.with_suffix(".json").read_text())
+    audio, labels = np.load(npy, mmap_mode="r"), np.asarray(meta["labels"], np.int64)
+    return SplitData(audio, labels, meta["classes"], meta["paths"], meta["speakers"], split,
+                     meta["errors"])  # fmt: skip
 
 
 def load_task(root: str | Path, task: str, **kwargs) -> dict[str, SplitData]:
-    """All three splits of a task: ``{'train', 'validation', 'test'}`` (notebook 03)."""
-    return {s: load_split(root, task, s, **kwargs) for s in SPLITS}
+    """All three splits of a task: ``{'train', 'validation', 'test'}`` (notebook 03).
+
+    Keywords go to :func:`load_split`, e.g. ``words=["yes", "no"]`` (task "all"), ``noise_dir=``."""
+    return {s: load_split(root, task, s, **kwargs) for s in _SPLITS}
 
 
 # ---------------------------------------------------------------------- dataset names (01)
-
 
 def resolve_dataset(name: str | Path, download: bool = True) -> Path:
     """Turn a dataset name into a folder (notebook 01).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import time
 import warnings
@@ -91,10 +92,10 @@ def test_which_set_matches_dataset_readme() -> None:
     assert 400 < counts["validation"] < 600 and 400 < counts["test"] < 600
 
 
-def test_speaker_of_handles_every_layout() -> None:
-    assert data.speaker_of("yes/0a7c2a8d_nohash_1.wav") == "0a7c2a8d"
-    assert data.speaker_of("_unknown_/backward_0c540988_nohash_0.wav.wav") == "0c540988"
-    assert data.speaker_of("_silence_/1024.wav") == "1024"
+def test_speaker_ids_in_every_layout() -> None:
+    assert data._speaker_of("0a7c2a8d_nohash_1.wav") == "0a7c2a8d"
+    assert data._speaker_of("backward_0c540988_nohash_0.wav.wav") == "0c540988"
+    assert data._speaker_of("1024.wav") is None  # a _silence_ clip: its own group
 
 
 def test_index_full_layout_uses_official_lists(tiny_dataset: Path) -> None:
@@ -222,3 +223,77 @@ def test_real_clips_index_and_speaker_disjoint_split(tmp_path: Path) -> None:
     d = data.load_split(REAL_DATA, "12", "test", cache_dir=tmp_path, progress=False)
     assert set(d.counts().values()) and min(d.counts().values()) > 20
     assert not d.errors
+
+
+# ------------------------------------------------- noise from elsewhere, one's own words
+def test_noise_dir_feeds_silence_and_augmentation(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "sc", ["yes", "no", "cat"], speakers(30), noise=False)
+    assert len(data.background_noise(root)) == 0  # no _background_noise_ and no _silence_
+    noise_parent = write_dataset(tmp_path / "n", ["up"], speakers(1), lists=False)
+    for where in (noise_parent, noise_parent / "_background_noise_"):  # the folder or its parent
+        tr = data.background_noise(root, "train", noise_dir=where)
+        te = data.background_noise(root, "test", noise_dir=where)
+        assert tr.shape[1] == 16000 and len(tr) > len(te) > 0
+        assert not any(np.array_equal(a, b) for a in tr for b in te)  # 80/10/10 in time
+    d = data.load_split(root, "12", "train", cache_dir=tmp_path / "c", progress=False,
+                        noise_dir=noise_parent)  # fmt: skip
+    silence = d.audio[d.labels == d.classes.index("_silence_")]
+    assert len(silence) and (np.abs(silence.astype(np.int32)).max(axis=1) > 0).any()
+    with pytest.raises(FileNotFoundError, match="noise_dir"):
+        data.background_noise(root, noise_dir=tmp_path / "nowhere")
+
+
+def test_task_all_and_a_word_subset_of_ones_own_folder(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "mine", ["yes", "no", "up", "hello"], speakers(40), lists=False)
+    splits = data.load_task(root, "all", cache_dir=tmp_path / "c", progress=False)
+    assert splits["train"].classes == ["hello", "no", "up", "yes"]
+    speakers_in = {s: set(d.speakers) for s, d in splits.items()}
+    assert not speakers_in["train"] & (speakers_in["validation"] | speakers_in["test"])
+    for s, d in splits.items():
+        assert all(data.which_set(spk) == s for spk in d.speakers)  # the README's hash rule
+    sub = data.load_split(root, "all", "train", words=["yes", "no", "up"],
+                          cache_dir=tmp_path / "c", progress=False)  # fmt: skip
+    assert sub.classes == ["yes", "no", "up"] and set(sub.counts()) == {"yes", "no", "up"}
+    assert len(sub) == sum(splits["train"].counts()[w] for w in ("yes", "no", "up"))
+
+
+def test_task_all_refuses_unusable_folders(tmp_path: Path) -> None:
+    one = write_dataset(tmp_path / "one", ["yes"], speakers(5), lists=False)
+    with pytest.raises(ValueError, match="two or more words"):
+        data.load_split(one, "all", "train", cache_dir=tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="two or more words"):
+        data.load_split(one, "all", "train", words=["yes", "nope"], cache_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="task 'all'"):
+        data.load_split(one, "10", "train", words=["yes"], cache_dir=tmp_path / "c")
+    nameless = tmp_path / "nameless"
+    for word in ("yes", "no"):
+        (nameless / word).mkdir(parents=True)
+        sf.write(nameless / word / "take1.wav", tone(300), 16000, subtype="PCM_16")
+    with pytest.raises(ValueError, match="no speaker id.*take1.wav"):
+        data.load_split(nameless, "all", "train", cache_dir=tmp_path / "c", progress=False)
+
+
+def test_a_folder_without_lists_splits_by_speaker_hash(tmp_path: Path) -> None:
+    root = write_dataset(tmp_path / "sc", ["yes", "no"], speakers(60), lists=False)
+    assert all(c.split == data.which_set(c.speaker) for c in data.build_index(root))
+
+
+def test_format_constants_and_split_rule_come_from_the_layer_below() -> None:
+    from audiocourse import demo
+
+    assert data.SAMPLE_RATE is demo.SAMPLE_RATE and data.which_set is demo.which_set
+
+
+_SHARED = "/work/shared/data/speech_commands_background_noise"
+NOISE = Path(os.environ.get("AUDIO_COURSE_NOISE", _SHARED))
+
+
+@needs_real
+@pytest.mark.skipif(not NOISE.is_dir(), reason="set AUDIO_COURSE_NOISE to _background_noise_")
+def test_real_test_set_takes_noise_from_another_folder(tmp_path: Path) -> None:
+    assert not (Path(REAL_DATA) / "_background_noise_").is_dir()  # the official test-set layout
+    noise = data.background_noise(REAL_DATA, "train", noise_dir=NOISE)
+    assert len(noise) > 100 and noise.shape[1] == 16000
+    d = data.load_split(REAL_DATA, "all", "validation", words=["yes", "no"], cache_dir=tmp_path,
+                        progress=False, noise_dir=NOISE)  # fmt: skip
+    assert d.classes == ["yes", "no"] and min(d.counts().values()) > 20

@@ -18,7 +18,9 @@ import pytest
 import soundfile as sf
 
 from audiocourse import download as dl
-from audiocourse.download import DownloadError, download_dataset, download_file, extract_archive
+from audiocourse.download import DownloadError, download_dataset
+
+download_file, extract_archive = dl._download_file, dl._extract_archive
 
 WORDS = ["yes", "no", "up"]
 SPEAKERS = ["0a7c2a8d", "1b4c9b89", "c1d39ce8"]
@@ -185,7 +187,7 @@ def server(archive):
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch):
-    monkeypatch.setattr(dl, "RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(dl, "_BACKOFF_S", 0.0)
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -199,7 +201,7 @@ def _assert_dataset(target: Path, files: dict[str, bytes]) -> None:
     for name, data in files.items():
         assert (target / name).read_bytes() == data, name
     got = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
-    assert got == sorted([*files, dl.MARKER])
+    assert got == sorted([*files, dl._MARKER])
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,7 +226,7 @@ def test_clean_download_extract_and_instant_rerun(server, files, archive, tmp_pa
     target = download_dataset("sc", root, url=url, sha256=_sha(archive), progress=True)
     assert target == root / "sc"
     _assert_dataset(target, files)
-    marker = json.loads((target / dl.MARKER).read_text())
+    marker = json.loads((target / dl._MARKER).read_text())
     assert marker["sha256"] == _sha(archive) and marker["url"] == url
     assert marker["files"] == len(files) and marker["date"]
     assert not (root / "sc.tar.gz").exists() and not (root / "sc.tar.gz.part").exists()
@@ -255,7 +257,7 @@ def test_name_defaults_to_archive_stem_and_keep_archive(server, archive, tmp_pat
     download_dataset(
         root=tmp_path, url=f"{base}/lab_copy.tar.gz", sha256=_sha(archive), progress=False
     )
-    assert len(st.requests) == n and (target / dl.MARKER).is_file()
+    assert len(st.requests) == n and (target / dl._MARKER).is_file()
     assert not (tmp_path / "lab_copy.tar.gz").exists()  # this time keep_archive=False
 
 
@@ -433,7 +435,7 @@ def test_connect_timeout_is_capped_and_reported(tmp_path, monkeypatch):
 
 
 def test_unreachable_server_fails_fast_and_creates_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(dl, "RETRY_BACKOFF_S", 1.0)  # the real pause: retrying would be slow
+    monkeypatch.setattr(dl, "_BACKOFF_S", 1.0)  # the real pause: retrying would be slow
     with socket.socket() as s:  # find a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
