@@ -432,3 +432,27 @@ def test_cli_refuses_a_resume_with_other_settings(tiny_dataset: Path, tmp_path, 
             "--quiet"]
     assert cli.main(base) == 0
     assert cli.main([*base, "--lr", "0.5"]) == 1  # a clear error, not a silent restart
+
+
+def test_cli_trains_on_chosen_words_with_noise_from_another_folder(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("AUDIO_COURSE_DATA", str(tmp_path / "data"))
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    rng = np.random.default_rng(1)
+    import soundfile as sf
+
+    sf.write(noise / "hum.wav", (0.05 * rng.standard_normal(16000 * 10)).astype(np.float32), 16000)
+    out = tmp_path / "run"
+    argv = ["train", "--data", str(tiny_dataset), "--words", "yes,no,up", "--noise", str(noise),
+            "--model", "mfcc1d_plus", "--epochs", "1", "--out", str(out), "--device", "cpu",
+            "--quiet"]
+    assert cli.main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["test"]["classes"] == ["yes", "no", "up"] and m["task"] == "all"
+    capsys.readouterr()
+    one = ["train", "--data", str(tiny_dataset), "--words", "yes", "--epochs", "1", "--out",
+           str(tmp_path / "one"), "--quiet"]
+    assert cli.main(one) == 1
+    assert "two or more words" in capsys.readouterr().err
