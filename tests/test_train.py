@@ -456,3 +456,22 @@ def test_cli_trains_on_chosen_words_with_noise_from_another_folder(
            str(tmp_path / "one"), "--quiet"]
     assert cli.main(one) == 1
     assert "two or more words" in capsys.readouterr().err
+
+
+def test_cli_quickstart_wiring(tiny_dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The quickstart trains the registered 1-D MFCC CNN on the 12-class task of its demo set
+    (here a tiny stand-in: its accuracy and time are measured by benchmarks/bench_quickstart.py)."""
+    monkeypatch.setenv("AUDIO_COURSE_DATA", str(tmp_path / "data"))
+    asked = {}
+
+    def fake_demo(root: Path, n_speakers: int) -> Path:
+        asked.update(root=root, n_speakers=n_speakers)
+        return tiny_dataset
+
+    monkeypatch.setattr(cli, "make_demo_dataset", fake_demo)
+    out = tmp_path / "qs"
+    assert cli.main(["quickstart", "--epochs", "1", "--out", str(out), "--quiet"]) == 0
+    assert asked["n_speakers"] == 240 and asked["root"].parent == tmp_path / "data"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["model"] == "mfcc1d_plus" and m["task"] == "12" and m["epochs"] == 1
+    assert "quickstart finished" in capsys.readouterr().out
