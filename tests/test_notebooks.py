@@ -84,7 +84,8 @@ def _kernel_inspect(fig: object) -> dict:
             elif unitful.search(label) and not has_unit.search(label):
                 soft.append(f"{name}: {xy} label {label!r} gives no unit")
         for line in a.lines:
-            if not np.isfinite(np.asarray(line.get_ydata(), dtype=float)).any():
+            y = np.asarray(line.get_ydata())
+            if y.dtype.kind in "fiu" and not np.isfinite(y.astype(float)).any():
                 hard.append(f"{name}: a line with no finite values")
         for art in [*a.images, *(c for c in a.collections if isinstance(c, QuadMesh))]:
             values = np.ma.masked_invalid(np.ma.asarray(art.get_array(), dtype=float))
@@ -102,12 +103,14 @@ def _kernel_inspect(fig: object) -> dict:
 
 def _kernel_install(inspect_figure) -> None:
     """Runs in the kernel: per cell, the figures pyplot creates, shows and leaves unshown."""
+    import time
+
     import IPython.core.pylabtools as pylabtools
     from IPython import get_ipython
     from matplotlib._pylab_helpers import Gcf
 
     ip = get_ipython()
-    state = ip._course_ci = {"cells": {}, "errors": []}
+    state = ip._course_ci = {"cells": {}, "errors": [], "render_s": 0.0}
     cur = [None]  # the running cell's record
     print_figure, set_active = pylabtools.print_figure, Gcf._set_new_active_manager.__func__
 
@@ -117,7 +120,11 @@ def _kernel_install(inspect_figure) -> None:
                 cur[0]["shown"].append({"id": id(fig), **inspect_figure(fig)})
             except Exception as e:  # reported by the test; never break the learner's cell
                 state["errors"].append(f"inspecting a figure: {e!r}")
-        return print_figure(fig, fmt, *args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return print_figure(fig, fmt, *args, **kwargs)
+        finally:
+            state["render_s"] += time.perf_counter() - t0
 
     def created(cls, manager):
         if cur[0] is not None:
@@ -265,8 +272,11 @@ def _execute(path: Path, dataset: str, out: Path) -> tuple[list[str], list[str]]
         _save(nb, out)
         pytest.fail(f"{path.name} [{dataset}] stopped (executed copy: {out}):\n{str(e)[-3000:]}")
     _save(nb, out)
-    hard, soft = _findings(nb, origin, _records(nb))
-    out.with_suffix(".checks.json").write_text(json.dumps({"fail": hard, "report": soft}, indent=1))
+    records = _records(nb)
+    hard, soft = _findings(nb, origin, records)
+    print(f"{path.name} [{dataset}]: figures rendered in {records['render_s']:.1f} s")
+    findings = {"fail": hard, "report": soft, "render_s": round(records["render_s"], 2)}
+    out.with_suffix(".checks.json").write_text(json.dumps(findings, indent=1))
     return hard, soft
 
 
