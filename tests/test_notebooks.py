@@ -88,6 +88,8 @@ def _kernel_inspect(fig: object) -> dict:
             if y.dtype.kind in "fiu" and not np.isfinite(y.astype(float)).any():
                 hard.append(f"{name}: a line with no finite values")
         for art in [*a.images, *(c for c in a.collections if isinstance(c, QuadMesh))]:
+            if art.get_array() is None:  # explicit colours: no colour scale
+                continue
             values = np.ma.masked_invalid(np.ma.asarray(art.get_array(), dtype=float))
             if values.ndim == 3:  # an RGB(A) picture: no colour scale
                 continue
@@ -136,11 +138,13 @@ def _kernel_install(inspect_figure) -> None:
 
     def post(result):
         rec, cur[0] = cur[0], None
+        if rec is None:  # the cell that installed these hooks
+            return
         try:
             state["cells"][str(result.execution_count)] = rec
             opened = {id(m.canvas.figure): m.canvas.figure for m in Gcf.get_all_fig_managers()}
-            seen = {s["id"] for s in rec["shown"]} if rec else set()
-            for i in rec["created"] if rec else []:
+            seen = {s["id"] for s in rec["shown"]}
+            for i in rec["created"]:
                 if i in opened and i not in seen:
                     rec["lost"].append(inspect_figure(opened[i])["title"])
         except Exception as e:
