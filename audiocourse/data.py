@@ -280,7 +280,10 @@ def _select(
 
 
 def _noise_files(root: Path, noise_dir: str | Path | None) -> list[Path]:
-    """The noise recordings: ``noise_dir`` (or its ``_background_noise_``), else the dataset's."""
+    """The noise recordings: ``noise_dir`` (or its ``_background_noise_``), else the dataset's,
+    else ``$AUDIO_COURSE_NOISE`` (CI points it at the official noise beside the real clips)."""
+    if not noise_dir and not (Path(root) / _NOISE_DIR).is_dir():
+        noise_dir = os.environ.get("AUDIO_COURSE_NOISE") or None
     folder = Path(noise_dir).expanduser() if noise_dir else Path(root) / _NOISE_DIR
     if (folder / _NOISE_DIR).is_dir():
         folder = folder / _NOISE_DIR

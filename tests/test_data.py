@@ -226,10 +226,15 @@ def test_real_clips_index_and_speaker_disjoint_split(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------- noise from elsewhere, one's own words
-def test_noise_dir_feeds_silence_and_augmentation(tmp_path: Path) -> None:
+def test_noise_dir_feeds_silence_and_augmentation(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("AUDIO_COURSE_NOISE", raising=False)
     root = write_dataset(tmp_path / "sc", ["yes", "no", "cat"], speakers(30), noise=False)
     assert len(data.background_noise(root)) == 0  # no _background_noise_ and no _silence_
     noise_parent = write_dataset(tmp_path / "n", ["up"], speakers(1), lists=False)
+    monkeypatch.setenv("AUDIO_COURSE_NOISE", str(noise_parent))  # the fallback CI sets
+    from_env = data.background_noise(root)
+    assert len(from_env) == len(data.background_noise(root, noise_dir=noise_parent)) > 0
+    monkeypatch.delenv("AUDIO_COURSE_NOISE")
     for where in (noise_parent, noise_parent / "_background_noise_"):  # the folder or its parent
         tr = data.background_noise(root, "train", noise_dir=where)
         te = data.background_noise(root, "test", noise_dir=where)
