@@ -123,7 +123,7 @@ def plot_sampling(
     ax.set_xlim(0, duration * 1e3)
     ax.legend(loc="upper right", fontsize=8)
     title = f"{freq:g} Hz sampled at {sample_rate:g} Hz (Nyquist {sample_rate / 2:g} Hz)"
-    return _finish(ax, "time (ms)", "amplitude", title)
+    return _finish(ax, "time (ms)", "amplitude (full scale)", title)
 
 
 def plot_spectrum(
