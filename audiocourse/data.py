@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .download import DATASETS, download_dataset
+from .env import data_dir, use_drive
+
 __all__ = [
     "SAMPLE_RATE",
     "CLIP_SAMPLES",
@@ -529,19 +532,20 @@ def load_task(root: str | Path, task: str, **kwargs) -> dict[str, SplitData]:
 # ---------------------------------------------------------------------- dataset names (01)
 
 
-def resolve_dataset(name: str | Path, download: bool = True) -> Path:
+def resolve_dataset(name: str | Path, download: bool = True, *, drive: bool = False) -> Path:
     """Turn a dataset name into a folder (notebook 01).
 
     'demo' builds (once) the synthetic eSpeak NG demo set; 'real' is the folder in
     ``$AUDIO_COURSE_REAL_DATA`` (real clips used by CI); a registry name such as
-    'speech_commands_v0.02' is downloaded into ``data/`` when missing; anything else is a path.
+    'speech_commands_v0.02' is downloaded into ``data_dir()`` when missing; anything else is a
+    path. ``drive=True`` (Colab) first mounts Google Drive (``use_drive``), so the archive, the
+    extracted folder, the int16 cache and the runs survive a runtime reset (notebook 05).
     """
-    from .download import DATASETS, download_dataset
-    from .env import data_dir
-
+    if drive:
+        use_drive()
     name = str(name)
     if name == "demo":
-        from .demo import make_demo_dataset
+        from .demo import make_demo_dataset  # to the top once demo no longer imports data
 
         return make_demo_dataset(progress=False)
     if name == "real":
@@ -554,7 +558,7 @@ def resolve_dataset(name: str | Path, download: bool = True) -> Path:
     if name in DATASETS:
         folder = data_dir() / name
         if (folder / ".complete").exists() or not download:
-            return folder
+            return folder  # already there: no network at all
         return download_dataset(name, data_dir())
     path = Path(name).expanduser()
     if not path.is_dir():
