@@ -1,5 +1,4 @@
-"""Environment helpers used by every notebook's setup cell (notebook 01 onwards): where the
-course, its data and its runs live (a Google Drive folder in Colab), the device and the seed."""
+"""Every setup cell's helpers: where data and runs live (Drive in Colab), device, seed (01-06)."""
 
 from __future__ import annotations
 
@@ -16,6 +15,8 @@ __all__ = [
     "repo_root", "data_dir", "runs_dir", "use_drive", "in_colab", "get_device", "set_seed",
     "env_report",
 ]  # fmt: skip
+# onnxruntime (1.32) sends usage telemetry from Linux too: a course that runs offline says no.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def repo_root() -> Path:
