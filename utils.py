@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import sys
 
-# 01: device, seed, environment report
+# 01: where the course, data and runs live (Drive in Colab: 05), device, seed, report
 from audiocourse.env import (  # noqa: F401
     repo_root,
     data_dir,
+    runs_dir,
+    use_drive,
     in_colab,
     get_device,
     set_seed,

@@ -22,8 +22,16 @@ import soundfile as sf
 import torch
 from tqdm.auto import tqdm
 
-from .demo import CLIP_SAMPLES, COMMANDS_10, SAMPLE_RATE, WORDS_V2, which_set
-from .env import data_dir
+from .demo import (
+    CLIP_SAMPLES,
+    COMMANDS_10,
+    SAMPLE_RATE,
+    WORDS_V2,
+    make_demo_dataset,
+    which_set,
+)
+from .download import DATASETS, download_dataset
+from .env import data_dir, use_drive
 
 __all__ = [
     "SAMPLE_RATE", "CLIP_SAMPLES", "COMMANDS_10", "TASKS", "AudioError", "Clip", "SplitData",
@@ -417,37 +425,31 @@ def load_task(root: str | Path, task: str, **kwargs) -> dict[str, SplitData]:
 
 # ---------------------------------------------------------------------- dataset names (01)
 
-def resolve_dataset(name: str | Path, download: bool = True) -> Path:
+def resolve_dataset(name: str | Path, download: bool = True, *, drive: bool = False) -> Path:
     """Turn a dataset name into a folder (notebook 01).
 
     'demo' builds (once) the synthetic eSpeak NG demo set; 'real' is the folder in
     ``$AUDIO_COURSE_REAL_DATA`` (real clips used by CI); a registry name such as
-    'speech_commands_v0.02' is downloaded into ``data/`` when missing; anything else is a path.
+    'speech_commands_v0.02' is downloaded into ``data_dir()`` when missing; anything else is a
+    path. ``drive=True`` (Colab) first mounts Google Drive (``use_drive``), so the archive, the
+    extracted folder, the int16 cache and the runs survive a runtime reset (notebook 05).
     """
-    from .download import DATASETS, download_dataset
-    from .env import data_dir
-
+    if drive:
+        use_drive()
     name = str(name)
     if name == "demo":
-        from .demo import make_demo_dataset
-
         return make_demo_dataset(progress=False)
     if name == "real":
-        env = os.environ.get("AUDIO_COURSE_REAL_DATA")
-        if not env:
-            raise FileNotFoundError(
-                "DATASET='real' needs $AUDIO_COURSE_REAL_DATA set to a folder of clips"
-            )
+        if not (env := os.environ.get("AUDIO_COURSE_REAL_DATA")):
+            raise FileNotFoundError("'real' needs $AUDIO_COURSE_REAL_DATA: a folder of clips")
         return Path(env).expanduser().resolve()
     if name in DATASETS:
         folder = data_dir() / name
         if (folder / ".complete").exists() or not download:
-            return folder
+            return folder  # already there: no network at all
         return download_dataset(name, data_dir())
     path = Path(name).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(
-            f"{name!r} is neither a known dataset ({sorted(DATASETS)}, 'demo', "
-            "'real') nor an existing folder"
-        )
+        known = ", ".join([*DATASETS, "demo", "real"])
+        raise FileNotFoundError(f"{name!r} is neither a known dataset ({known}) nor a folder")
     return path.resolve()

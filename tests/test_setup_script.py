@@ -42,17 +42,18 @@ def served_archive(tmp_path: Path):
     server.shutdown()
 
 
-def _setup(data_dir: Path, url: str, sha: str) -> subprocess.CompletedProcess:
+def _setup(data_dir: Path, url: str, sha: str, *args: str) -> subprocess.CompletedProcess:
     env = {
         "PATH": "/usr/bin:/bin",
         "PYTHON": sys.executable,
         "AUDIO_COURSE_DATASET": "mini",
         "AUDIO_COURSE_URL": url,
         "AUDIO_COURSE_SHA256": sha,
+        "AUDIO_COURSE_DATA": str(data_dir),
         "HOME": str(data_dir.parent),
     }
     return subprocess.run(
-        ["bash", "colab_setup.sh", str(data_dir)],
+        ["bash", "colab_setup.sh", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -61,26 +62,42 @@ def _setup(data_dir: Path, url: str, sha: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_colab_setup_installs_nothing_downloads_and_reports(served_archive, tmp_path: Path):
+def test_colab_setup_installs_nothing_downloads_nothing_and_reports(
+    served_archive, tmp_path: Path
+) -> None:
     url, sha, requests = served_archive
-    first = _setup(tmp_path / "drive", url, sha)
-    assert first.returncode == 0, first.stdout + first.stderr
-    out = first.stdout
+    t0 = time.perf_counter()
+    result = _setup(tmp_path / "drive", url, sha)  # what every notebook's setup cell runs
+    took = time.perf_counter() - t0
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
     assert "working pair, kept" in out and "all other packages present" in out
-    assert f"mini ({3 * 8} clips)" in out
-    assert "GPU: none" in out and "Change runtime type" in out
+    assert "installing" not in out and took < 60  # one look-up, no pip when all is there
+    assert "GPU: none" in out and "Change runtime type" in out and "torch sees no CUDA" in out
+    assert requests == [] and not (tmp_path / "drive").exists()  # no dataset unless asked
+
+
+def test_colab_setup_download_on_request(served_archive, tmp_path: Path) -> None:
+    url, sha, requests = served_archive
+    first = _setup(tmp_path / "x", url, sha, "--download", str(tmp_path / "drive"))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"dataset: {tmp_path / 'drive' / 'mini'}" in first.stdout
+    assert "not downloaded" not in first.stdout
     assert (tmp_path / "drive" / "mini" / "yes").is_dir()
     n_requests = len(requests)
-    second = _setup(tmp_path / "drive", url, sha)  # idempotent: no download, nothing installed
-    assert second.returncode == 0 and len(requests) == n_requests
+    second = _setup(tmp_path / "x", url, sha, "--download", str(tmp_path / "drive"))
+    assert second.returncode == 0 and len(requests) == n_requests  # idempotent: no download
     assert "installing" not in second.stdout
+    default = _setup(tmp_path / "data", url, sha, "--download")  # no DIR: data_dir()
+    assert default.returncode == 0 and (tmp_path / "data" / "mini" / "yes").is_dir()
 
 
 def test_colab_setup_reports_a_bad_checksum_and_leaves_nothing(served_archive, tmp_path: Path):
     url, _, _ = served_archive
-    result = _setup(tmp_path / "drive", url, "0" * 64)
+    result = _setup(tmp_path / "x", url, "0" * 64, "--download", str(tmp_path / "drive"))
     assert result.returncode == 0  # the rest of the set-up still completes ...
     assert "0" * 64 in result.stderr and "dataset is not ready" in result.stderr  # ... loudly
+    assert "not downloaded" in result.stdout
     assert not (tmp_path / "drive" / "mini").exists()
 
 
