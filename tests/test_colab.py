@@ -3,7 +3,6 @@ and data on Google Drive surviving a runtime reset (a temporary folder stands in
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -214,7 +213,7 @@ def test_drive_keeps_data_cache_and_runs_across_a_reset(
 
     url, sha, size, log = served_dataset
     name = "speech_commands_v0.02"
-    entry = dataclasses.replace(download.DATASETS[name], url=url, sha256=sha, size=size)
+    entry = download.DATASETS[name]._replace(url=url, sha256=sha, size=size)
     monkeypatch.setitem(download.DATASETS, name, entry)
     drive = tmp_path / "MyDrive"  # stands in for /content/drive/MyDrive
     drive.mkdir()
