@@ -167,15 +167,9 @@ from audiocourse.train import (  # noqa: F401
     add_commands,
 )
 
-# 06: predict, stream, export
+# 06: predict, record, stream, export
 from audiocourse.infer import (  # noqa: F401
     FILLER_CLASSES,
-    Prediction,
-    WindowPrediction,
-    Detection,
-    StreamResult,
-    DetectionScores,
-    ExportReport,
     load_inference_model,
     as_audio,
     decode_audio_bytes,
@@ -183,27 +177,16 @@ from audiocourse.infer import (  # noqa: F401
     predict,
     predict_proba,
     classify_batch,
+    RECORDER_JS,
+    get_recording,
+    upload_colab,
     stream,
     detect,
     make_sentence,
     detection_scores,
-    plot_prediction,
     plot_stream,
-    RECORDER_JS,
-    record_colab,
-    upload_colab,
-    record_local,
-    get_recording,
-    ConvSpectrogram,
     exportable,
-    export_torchscript,
-    export_onnx,
-    onnx_export_error,
-    onnx_session,
-    check_parity,
     measure_latency,
-    model_card,
-    write_model_card,
     export_model,
 )
 

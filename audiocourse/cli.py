@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import time
 from pathlib import Path
 
+import torch
+
+from . import data, env, infer, train
+
 __all__ = ["main"]
 
 # Modules that add their own sub-commands through ``add_commands(subparsers)``.
-_COMMAND_MODULES = ("audiocourse.train", "audiocourse.infer")
+_COMMAND_MODULES = ("audiocourse.train",)
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -74,6 +79,135 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return main(argv)
 
 
+# --- 06: predict, stream, export ---
+# (and evaluate, a training-side command moved here from train.py's add_commands)
+
+
+def _print_top(name: str, top: list) -> None:
+    print(f"{name}: " + ", ".join(f"{p.word} {100 * p.prob:.1f}%" for p in top))
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    model = infer.load_inference_model(args.checkpoint, device=args.device)[:2]
+    status = 0
+    for f in args.files:
+        try:
+            if args.all:
+                for w in infer.predict(f, model, top_k=args.top_k, mode="all"):
+                    _print_top(f"{f} [{w.start_s:6.2f}-{w.end_s:6.2f} s]", w.top)
+            else:
+                _print_top(f, infer.predict(f, model, top_k=args.top_k))
+        except data.AudioError as e:
+            print(f"error: {e}")
+            status = 1
+    return status
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    model = infer.load_inference_model(args.checkpoint, device=args.device)[:2]
+    x, name = infer.as_audio(args.file)
+    res = infer.stream(x, model, sample_rate=data.SAMPLE_RATE, hop_ms=args.hop_ms,
+                       smooth_ms=args.smooth_ms, threshold=args.threshold,
+                       refractory_ms=args.refractory_ms)  # fmt: skip
+    print(f"{name}: {len(x) / data.SAMPLE_RATE:.2f} s, {len(res.times)} windows, "
+          f"{len(res.detections)} detections (threshold {args.threshold})")  # fmt: skip
+    for d in res.detections:
+        print(f"{d.time_s:8.2f} s  {d.word:<10} {d.score:.3f}")
+    if args.plot:
+        fig = infer.plot_stream(res, model[1], threshold=args.threshold, title=name)
+        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    formats = ["torchscript", "onnx"] if args.format == "all" else [args.format]
+    rep = infer.export_model(args.checkpoint, args.out or args.checkpoint.parent / "export",
+                             formats, parity_audio=args.data, latency_runs=args.runs,
+                             latency_threads=args.threads, exporter=args.exporter)  # fmt: skip
+    print(rep.summary())
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else env.get_device()
+    model, meta = train.load_model(args.checkpoint, device)
+    classes = list(meta["classes"])
+    task = args.task or (meta.get("config") or {}).get("task")
+    task = task or next((t for t, c in data.TASKS.items() if list(c) == classes), None)
+    if task is None:
+        raise ValueError(f"cannot tell the task of {args.checkpoint}; pass --task")
+    root = data.resolve_dataset(args.data)
+    split = data.load_split(root, task, "test", assign="test" if args.split == "all" else "auto",
+                            cache_dir=args.cache_dir, progress=not args.quiet)  # fmt: skip
+    if list(split.classes) != classes:
+        raise ValueError(f"the data's classes {split.classes} differ from the model's {classes}")
+    res = train.evaluate(model, split, device=device, batch_size=args.batch_size, classes=classes)
+    which = "every clip" if args.split == "all" else "the test split"
+    print(f"{args.checkpoint} on {root} ({which}, task {task}):")
+    print(res.report())
+    print(res.confusion_text())
+    if args.json:
+        d = {"checkpoint": str(args.checkpoint), "data": str(root), "split": args.split,
+             "task": task, **res.to_dict()}  # fmt: skip
+        args.json.write_text(json.dumps(d, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _add_infer_commands(sub: argparse._SubParsersAction) -> None:
+    """predict, stream, export (notebook 06) and evaluate (notebook 05)."""
+    p = sub.add_parser("predict", help="top-k words of audio files (any rate/channels/length)")
+    p.add_argument("checkpoint", type=Path, help="best.pt written by train")
+    p.add_argument("files", nargs="+", help="WAV/FLAC/OGG files")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--all", action="store_true", help="every 1-s window (hop 250 ms)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("stream", help="keyword spotting over a long recording")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("file", type=Path, help="a long WAV/FLAC/OGG recording")
+    p.add_argument("--threshold", type=float, default=0.6, help="smoothed posterior to fire")
+    p.add_argument("--hop-ms", type=float, default=100.0)
+    p.add_argument("--smooth-ms", type=float, default=300.0)
+    p.add_argument("--refractory-ms", type=float, default=1000.0)
+    p.add_argument("--plot", type=Path, default=None, help="save the posterior plot (PNG)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_stream)
+
+    p = sub.add_parser("export", help="ONNX / TorchScript export, parity, latency, model card")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--format", choices=["onnx", "torchscript", "all"], default="all")
+    p.add_argument("--out", type=Path, default=None, help="default: CHECKPOINT_DIR/export")
+    p.add_argument("--data", default=None, help="parity clips (default: the checkpoint's data)")
+    p.add_argument("--runs", type=int, default=100, help="latency runs per runtime (0: skip)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for the latency runs")
+    p.add_argument("--exporter", choices=["auto", "dynamo", "legacy"], default="auto")
+    p.set_defaults(func=_cmd_export)
+
+    if "evaluate" in sub.choices:  # still registered by train.add_commands: drop this guard then
+        return
+    p = sub.add_parser("evaluate", help="accuracy, per-class figures, confusion of a checkpoint")
+    p.add_argument("checkpoint", type=Path, help="a best.pt / last.pt written by train")
+    p.add_argument("--data", required=True, help="dataset name or folder (Speech Commands layout)")
+    p.add_argument("--split", choices=["test", "all"], default="test",
+                   help="test: the test split; all: every clip (the test-set archive)")  # fmt: skip
+    p.add_argument("--task", default=None, help="default: the checkpoint's task")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
+    p.add_argument("--cache-dir", type=Path, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+# --- end 06 ---
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command (README)."""
     parser = argparse.ArgumentParser(
@@ -117,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.add_commands(sub)
+    _add_infer_commands(sub)
     return parser
 
 
