@@ -7,7 +7,6 @@ is a path, file bytes, or an array with its sample rate (resampled to 16 kHz, do
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
 import hashlib
@@ -31,12 +30,13 @@ from torch import Tensor, nn
 from . import data
 from .data import CLIP_SAMPLES, SAMPLE_RATE, AudioError, fix_length, load_audio, resample
 from .env import in_colab
+from .features import LogMel
 from .train import load_model
 
-__all__ = ["FILLER_CLASSES", "load_inference_model", "as_audio", "decode_audio_bytes",
-           "loudest_window", "predict", "predict_proba", "classify_batch", "RECORDER_JS",
-           "get_recording", "upload_colab", "stream", "detect", "make_sentence", "detection_scores",
-           "plot_stream", "exportable", "measure_latency", "export_model"]  # fmt: skip
+__all__ = ["FILLER_CLASSES", "load_inference_model", "as_audio", "predict", "predict_proba",
+           "classify_batch", "RECORDER_JS", "get_recording", "stream", "detect", "make_sentence",
+           "detection_scores", "plot_stream", "exportable", "measure_latency",
+           "export_model"]  # fmt: skip
 
 #: Classes that are never reported as keyword detections when streaming.
 FILLER_CLASSES = ("_silence_", "_unknown_")
@@ -46,12 +46,7 @@ _Prediction = namedtuple("Prediction", "word prob")
 _WindowPrediction = namedtuple("WindowPrediction", "start_s end_s top")
 _Detection = namedtuple("Detection", "word time_s score")
 _StreamResult = namedtuple("StreamResult", "times posteriors detections")
-
-
-class _Scores(namedtuple("DetectionScores", "precision recall f1 tp fp fn")):
-    def __str__(self) -> str:
-        p, r, f1, tp, fp, fn = self
-        return f"precision {p:.1%}, recall {r:.1%}, F1 {f1:.1%} ({tp} hits, {fp} false alarms, {fn} missed)"  # noqa: E501
+_Scores = namedtuple("DetectionScores", "precision recall f1 tp fp fn")
 
 
 # --- models and audio in ------------------------------------------------------------------
@@ -63,10 +58,7 @@ def _load(path: Path, mtime_ns: int, device: str) -> tuple[nn.Module, dict[str, 
 def load_inference_model(model: Any, classes: Sequence[str] | None = None, device: str | None = None
                          ) -> tuple[nn.Module, list[str], dict[str, Any]]:  # fmt: skip
     """``(module in eval mode, classes, meta)`` from a path, a pair or a module (notebook 06).
-
-    A checkpoint is loaded once (until its file changes), on the CPU unless ``device`` says
-    otherwise: one clip at a time is CPU work.
-    """
+    A checkpoint is loaded once (until its file changes), on the CPU unless ``device`` is given."""
     meta: dict[str, Any] = {}
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).expanduser().resolve()
@@ -107,21 +99,6 @@ def classify_batch(model: Any, audio: np.ndarray, classes: list | None = None) -
     return _softmax(_logits(module, _array_to_float(np.asarray(audio), "audio")))
 
 
-def decode_audio_bytes(blob: bytes, name: str = "<bytes>") -> tuple[np.ndarray, int]:
-    """A file in memory (WAV, FLAC, OGG...) -> float32 mono samples and their rate (notebook 06).
-
-    What libsndfile cannot read (such as a browser's WebM/Opus) raises :class:`AudioError`.
-    """
-    if not blob:
-        raise AudioError(f"{name}: empty file (0 bytes)")
-    try:
-        x, sr = sf.read(io.BytesIO(blob), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-        webm = " (WebM: soundfile cannot read it; send WAV)" if blob[:4] == b"\x1aE\xdf\xa3" else ""
-        raise AudioError(f"{name}: not readable as audio{webm} ({e})") from e
-    return _array_to_float(x.mean(axis=1), name), int(sr)
-
-
 def _array_to_float(x: np.ndarray, name: str) -> np.ndarray:
     """float32 from int or float samples; a 2-D array is (clips, T) for a batch, else downmixed."""
     if np.issubdtype(x.dtype, np.signedinteger):
@@ -136,32 +113,30 @@ def _array_to_float(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def as_audio(source: Any, sample_rate: int | None = None) -> tuple[np.ndarray, str]:
-    """A path, file bytes, or an array ``(T,)``, ``(C, T)``, ``(T, C)`` with its ``sample_rate``
-    -> ``(float32 mono at 16 kHz, a name for messages)`` (notebook 06)."""
+    """A path, file bytes (WAV, FLAC, OGG...), or an array ``(T,)``, ``(C, T)``, ``(T, C)`` with
+    its ``sample_rate`` -> ``(float32 mono at 16 kHz, a name for messages)`` (notebook 06)."""
     if isinstance(source, (str, os.PathLike)):
         if Path(source).is_dir():
             raise AudioError(f"{source}: is a folder, not an audio file")
         return load_audio(source, SAMPLE_RATE), str(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        x, sample_rate = decode_audio_bytes(bytes(source))
-    elif sample_rate is None:
+        if not source:
+            raise AudioError("<bytes>: empty file (0 bytes)")
+        try:
+            x, sample_rate = sf.read(io.BytesIO(source), dtype="float32")
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            webm = " (WebM: soundfile cannot read it)" if source[:4] == b"\x1aE\xdf\xa3" else ""
+            raise AudioError(f"<bytes>: not readable as audio{webm} ({e})") from e
+        source = x
+    if sample_rate is None:
         raise ValueError("pass sample_rate= with an array (e.g. 16000 or 48000)")
-    else:
-        x = np.asarray(source.detach().cpu() if isinstance(source, Tensor) else source)
-        x = _array_to_float(x, "<array>")
-        if x.ndim == 2:  # channels are the short axis: (C, T) or soundfile's (T, C)
-            x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
+    x = np.asarray(source.detach().cpu() if isinstance(source, Tensor) else source)
+    x = _array_to_float(x, "<array>")
+    if x.ndim == 2:  # channels are the short axis: (C, T) or soundfile's (T, C)
+        x = x.mean(axis=0 if x.shape[0] <= x.shape[1] else 1)
     if x.ndim != 1:
         raise AudioError(f"expected mono or stereo audio, got shape {x.shape}")
     return resample(x, int(sample_rate), SAMPLE_RATE).astype(np.float32), "<audio>"
-
-
-def loudest_window(x: np.ndarray, n: int = CLIP_SAMPLES) -> int:
-    """Start of the ``n``-sample window with the most energy, in linear time (notebook 06)."""
-    if len(x) <= n:
-        return 0
-    c = np.concatenate([[0.0], np.cumsum(np.square(x, dtype=np.float64))])  # running sum
-    return int(np.argmax(c[n:] - c[:-n]))
 
 
 # --- predict ------------------------------------------------------------------------------
@@ -169,13 +144,11 @@ def loudest_window(x: np.ndarray, n: int = CLIP_SAMPLES) -> int:
 
 def predict_proba(source: Any, model: Any, classes: list | None = None,
                   sample_rate: int | None = None) -> tuple:
-    """``(probabilities, classes, the 16 kHz window, its start)`` for the loudest second
-    (notebook 06). A shorter clip is zero-padded at the end, as in training."""
+    """``(probabilities, classes, the 16 kHz second classified)``: the loudest second, a shorter
+    clip zero-padded, as in training (``data.fix_length``) (notebook 06)."""
     module, classes, _ = load_inference_model(model, classes)
-    x, _ = as_audio(source, sample_rate)
-    start = loudest_window(x, CLIP_SAMPLES)
-    window = fix_length(x[start : start + CLIP_SAMPLES], CLIP_SAMPLES)
-    return _softmax(_logits(module, window[None]))[0], classes, window, start
+    window = fix_length(as_audio(source, sample_rate)[0])
+    return _softmax(_logits(module, window[None]))[0], classes, window
 
 
 def _top(probs: np.ndarray, classes: Sequence[str], k: int) -> list:
@@ -184,13 +157,10 @@ def _top(probs: np.ndarray, classes: Sequence[str], k: int) -> list:
 
 def predict(source: Any, model: Any, sample_rate: int | None = None, top_k: int = 3,
             mode: str = "loudest", *, classes: list | None = None, hop_ms: float = 250) -> list:
-    """The ``top_k`` words of a recording: ``[Prediction(word, prob), ...]`` (notebook 06).
-
-    ``mode='loudest'``: the 1-s window with the most energy. ``mode='all'``: every 1-s window,
-    ``hop_ms`` apart (one batched call): ``[WindowPrediction(start_s, end_s, top), ...]``.
-    """
+    """The ``top_k`` words of the loudest second: ``[Prediction(word, prob), ...]`` (notebook 06);
+    ``mode='all'``: of each second, ``hop_ms`` apart: ``[WindowPrediction(start_s, end_s, top)]``"""
     if mode == "loudest":
-        probs, classes, _, _ = predict_proba(source, model, classes, sample_rate)
+        probs, classes, _ = predict_proba(source, model, classes, sample_rate)
         return _top(probs, classes, top_k)
     if mode != "all":
         raise ValueError(f"mode must be 'loudest' or 'all', got {mode!r}")
@@ -205,10 +175,10 @@ def predict(source: Any, model: Any, sample_rate: int | None = None, top_k: int 
             for s, p in zip(starts.tolist(), probs, strict=True)]  # fmt: skip
 
 
-# --- microphone (Colab: the browser records; local Jupyter: sounddevice) and upload --------
+# --- microphone: in Colab the browser records; in local Jupyter sounddevice ----------------
 
 #: Browser recorder: MediaRecorder records (WebM/Opus in Chrome) and ``decodeAudioData`` turns
-#: it into samples at the browser's rate; Python gets float32 bytes, so it needs no FFmpeg.
+#: it into samples at the browser's rate, handed to Python as int16 values: no FFmpeg needed.
 RECORDER_JS = """
 async function audioCourseRecord(seconds) {
   const stream = await navigator.mediaDevices.getUserMedia({audio: true});
@@ -224,13 +194,8 @@ async function audioCourseRecord(seconds) {
   stream.getTracks().forEach((t) => t.stop());
   const ctx = new AudioContext();
   const buf = await ctx.decodeAudioData(await new Blob(chunks).arrayBuffer());
-  const bytes = new Uint8Array(buf.getChannelData(0).buffer);  // channel 0, float32
-  let bin = '';
-  for (let i = 0; i < bytes.length; i += 32768) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 32768));
-  }
   note.textContent = 'recorded ' + buf.duration.toFixed(2) + ' s at ' + buf.sampleRate + ' Hz';
-  return [buf.sampleRate, btoa(bin)];
+  return [buf.sampleRate, Array.from(buf.getChannelData(0), (v) => Math.round(32767 * v))];
 }
 """
 
@@ -242,8 +207,8 @@ def _record(seconds: float) -> tuple[np.ndarray, int]:
         from IPython.display import Javascript, display
 
         display(Javascript(RECORDER_JS))
-        sr, b64 = output.eval_js(f"audioCourseRecord({seconds})", timeout_sec=seconds + 60)
-        return np.frombuffer(base64.b64decode(b64), np.float32).copy(), int(sr)
+        sr, pcm = output.eval_js(f"audioCourseRecord({seconds})", timeout_sec=seconds + 60)
+        return np.asarray(pcm, np.float32) / 32768, int(sr)
     import sounddevice as sd  # type: ignore[import-not-found]  # pip install sounddevice
 
     x = sd.rec(int(seconds * SAMPLE_RATE), samplerate=SAMPLE_RATE, channels=1, dtype="float32")
@@ -268,30 +233,13 @@ def get_recording(seconds: float = 2.0, use_microphone: bool = True, fallback: t
     return np.asarray(fallback[0]), int(fallback[1]), "fallback clip"
 
 
-def upload_colab() -> list[tuple[str, np.ndarray, int]]:
-    """Colab's file picker: ``[(name, samples, rate), ...]``, unreadable files skipped
-    (notebook 06)."""
-    from google.colab import files  # type: ignore[import-not-found]
-
-    out = []
-    for name, blob in files.upload().items():
-        try:
-            out.append((name, *decode_audio_bytes(blob, name)))
-        except AudioError as e:
-            print(f"skipped: {e}")
-    return out
-
-
 # --- streaming keyword spotting -------------------------------------------------------------
 
 
 def detect(times: np.ndarray, post: np.ndarray, classes: Sequence[str], threshold: float,
            refractory_s: float, ignore: Sequence[str] = FILLER_CLASSES) -> list:  # fmt: skip
-    """``[Detection(word, time_s, score), ...]`` from smoothed posteriors (notebook 06).
-
-    Each stretch where the best keyword stays the same word above ``threshold`` gives one
-    detection at its peak; none may start within ``refractory_s`` of the last one.
-    """
+    """``[Detection(word, time_s, score)]`` at the peak of each stretch where one keyword stays
+    above ``threshold``, none within ``refractory_s`` of the last (notebook 06)."""
     keep = [i for i, c in enumerate(classes) if c not in ignore]
     if not keep:
         return []
@@ -316,11 +264,7 @@ def stream(audio: Any, model: Any, classes: list | None = None, sample_rate: int
            hop_ms: float = 100.0, smooth_ms: float = 300.0, threshold: float = 0.6,
            refractory_ms: float = 1000.0, batch_size: int = 32):  # fmt: skip
     """Keyword spotting over a long recording: ``(times, posteriors, detections)`` (notebook 06).
-
-    Every 1-s window, ``hop_ms`` apart (a strided view; half a window of zeros at both ends so
-    the centres ``times`` cover the file), goes through the model in batches; the posteriors
-    are smoothed with a causal ``smooth_ms`` moving average and passed to :func:`detect`.
-    """
+    1-s windows every ``hop_ms`` in batches, smoothed over ``smooth_ms``, then :func:`detect`."""
     module, classes, _ = load_inference_model(model, classes)
     x, _ = as_audio(audio, sample_rate)
     hop, half = max(1, round(hop_ms * SAMPLE_RATE / 1000)), CLIP_SAMPLES // 2
@@ -366,11 +310,8 @@ def make_sentence(clips: Sequence[np.ndarray], labels: Sequence[str], noise: Any
 
 def detection_scores(detections: Sequence[tuple], truth: Sequence[tuple], tolerance: float = 0.25,
                      ignore: Sequence[str] = FILLER_CLASSES) -> _Scores:  # fmt: skip
-    """``(precision, recall, f1, tp, fp, fn)`` of detections against the true words (notebook 06).
-
-    A hit is a detection of a not-yet-matched true word whose span, widened by ``tolerance``
-    seconds, holds its time; other detections are false alarms; unmatched keywords are misses.
-    """
+    """``(precision, recall, f1, tp, fp, fn)``: a hit matches a true keyword's word and span
+    (widened by ``tolerance`` s) once; other detections are false alarms (notebook 06)."""
     targets = [(w, a, b) for w, a, b in truth if w not in ignore]
     used: set[int] = set()
     for word, t, *_ in sorted(detections, key=lambda d: d[1]):
@@ -379,7 +320,8 @@ def detection_scores(detections: Sequence[tuple], truth: Sequence[tuple], tolera
         used |= {min(near)[1]} if near else set()
     tp, n = len(used), len(detections)
     p, r = tp / n if n else 0.0, tp / len(targets) if targets else 0.0
-    return _Scores(p, r, 2 * p * r / (p + r) if p + r else 0.0, tp, n - tp, len(targets) - tp)
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return _Scores(round(p, 3), round(r, 3), round(f1, 3), tp, n - tp, len(targets) - tp)
 
 
 def plot_stream(result: tuple, classes: Sequence[str], truth: Sequence[tuple] | None = None,
@@ -413,21 +355,16 @@ def plot_stream(result: tuple, classes: Sequence[str], truth: Sequence[tuple] | 
 
 
 class _ConvSpectrogram(nn.Module):
-    """torchaudio's power ``Spectrogram`` as a conv1d with windowed-DFT kernels: the dB
-    spectrogram of notebook 03 has no ``stft="conv"`` of its own (log-mel and MFCC have)."""
+    """torchaudio's power ``Spectrogram`` (in the dB spectrogram of notebook 03) as a conv1d with
+    the windowed-DFT kernels of ``LogMel(stft="conv")``."""
 
     def __init__(self, spec: torchaudio.transforms.Spectrogram) -> None:
         super().__init__()
+        self.n_fft, self.hop, self.center = spec.n_fft, spec.hop_length, spec.center
         if spec.power != 2 or spec.normalized or spec.pad or spec.pad_mode != "reflect":
             raise ValueError("only plain power-2 spectrograms with reflect padding convert")
-        n_fft, win = int(spec.n_fft), int(spec.win_length)
-        window = torch.zeros(n_fft, dtype=torch.float64)
-        window[(n_fft - win) // 2 :][:win] = spec.window.double().cpu()  # centred, as in stft
-        f64 = dict(dtype=torch.float64)
-        ang = torch.outer(torch.arange(n_fft // 2 + 1, **f64), torch.arange(n_fft, **f64))
-        ang = ang * (2 * np.pi / n_fft)
-        self.register_buffer("dft", (torch.cat([ang.cos(), -ang.sin()]) * window)[:, None].float())
-        self.n_fft, self.hop, self.center = n_fft, int(spec.hop_length), bool(spec.center)
+        logmel = LogMel(n_fft=spec.n_fft, win_length=spec.win_length, stft="conv")  # Hann window
+        self.register_buffer("dft", logmel.dft)
 
     def forward(self, x: Tensor) -> Tensor:
         shape, n = x.shape, self.n_fft // 2
@@ -471,11 +408,8 @@ def _exportable_child(child: nn.Module) -> nn.Module | None:
 
 
 def exportable(module: nn.Module) -> nn.Module:
-    """A CPU copy of ``module`` that the classic ONNX exporter takes (notebook 06).
-
-    Frontends compute their STFT as a conv1d with fixed windowed-DFT kernels (``torch.stft``
-    is complex) and adaptive pooling becomes averaging matrices: same weights, same outputs.
-    """
+    """A CPU copy of ``module`` for the classic ONNX exporter: the STFT as a conv1d (torch.stft is
+    complex), adaptive pooling as matrices; same weights and outputs (notebook 06)."""
 
     def swap(m: nn.Module) -> None:
         for name, child in m.named_children():
@@ -518,12 +452,9 @@ def _export(module: nn.Module, path: Path, classes: Sequence[str], exporter: str
 
 def _use_dynamo(exporter: str) -> bool:
     """'dynamo' (torch.export; needs onnxscript), 'legacy' (TorchScript-based) or 'auto'."""
-    if exporter not in ("auto", "dynamo", "legacy"):
-        raise ValueError(f"exporter must be 'auto', 'dynamo' or 'legacy', got {exporter!r}")
-    found = importlib.util.find_spec("onnxscript") is not None
-    if exporter == "dynamo" and not found:
+    if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
         raise RuntimeError("the dynamo ONNX exporter needs: pip install onnxscript")
-    return exporter != "legacy" and found
+    return exporter != "legacy" and importlib.util.find_spec("onnxscript") is not None
 
 
 def _runtimes(module: nn.Module, files: dict[str, Path], threads: int | None = None) -> dict:
@@ -601,89 +532,76 @@ def _parity_clips(audio: Any, folder: str | None, n: int = 32) -> tuple[np.ndarr
 
 def _model_card(meta: dict[str, Any], export: dict, parity: dict, latency: dict) -> dict:
     """The model card: what, trained on what data, measured how, known limits."""
-    metrics, folder = meta.get("metrics") or {}, str((meta.get("config") or {}).get("data", ""))
-    readme = Path(folder, "README.md")  # the demo set's README opens with "SYNTHETIC"
-    synthetic = bool(folder) and (
-        "demo" in Path(folder).name or readme.is_file() and "SYNTHETIC" in readme.read_text()[:2000]
-    )
+    metrics, config = meta.get("metrics") or {}, meta.get("config") or {}
+    folder = Path(str(config.get("data", "")))
+    readme = folder / "README.md"  # the demo set's README opens with "SYNTHETIC"
+    synthetic = folder.name != "" and ("demo" in folder.name or readme.is_file()
+                                       and "SYNTHETIC" in readme.read_text()[:2000])  # fmt: skip
     measured = {k: metrics[k] for k in ("test_accuracy", "n_test", "best_val_acc") if k in metrics}
-    limits = ["Input: 16 kHz mono float32 in [-1, 1], 16000 samples a row (predict() makes it).",
-              "Knows only its classes: other words often get a confident keyword, not _unknown_.",
-              "Trained on isolated 1-s clips: continuous speech needs stream(), has false alarms.",
-              "Worse with far-field audio, noise, and voices or microphones unlike training's."]
-    if synthetic:
-        limits.insert(0, "Trained on SYNTHETIC speech (eSpeak NG voices): a teaching artefact.")
-    if "test_accuracy" not in measured:
-        limits.insert(0, "No test accuracy stored in the checkpoint: performance unmeasured.")
+    limits = ["No test accuracy in the checkpoint: performance unmeasured."] * (
+        "test_accuracy" not in metrics)
+    limits += ["Trained on SYNTHETIC speech (eSpeak NG voices): a teaching artefact."] * synthetic
+    limits += ["Input: 16 kHz mono float32 in [-1, 1], 16000 samples a row (predict() makes it).",
+               "Knows only its classes: other words often get a confident keyword, not _unknown_.",
+               "Trained on isolated 1-s clips: continuous speech needs stream(), has false alarms.",
+               "Worse with far-field audio, noise, and voices or microphones unlike training's."]
     return {
-        "name": f"{meta.get('model_name', 'model')} keyword spotter",
-        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "model": {"architecture": meta.get("model_name"), "kwargs": str(meta.get("model_kwargs")),
-                  "parameters": metrics.get("params"), "classes": list(meta["classes"])},
-        "io": {"audio": "float32 (batch, 16000): 1 s at 16 kHz in [-1, 1]",
-               "logits": "(batch, n_classes); softmax gives probabilities"},
+                  "parameters": metrics.get("params"), "classes": list(meta["classes"]),
+                  "input": "audio: float32 (batch, 16000), 1 s at 16 kHz in [-1, 1]",
+                  "output": "logits: (batch, n_classes); softmax gives probabilities"},
         "features": {**(meta.get("feature") or {}), "inside_graph": True},
-        "training_data": {"path": folder or None, "synthetic": synthetic,
-                          "task": (meta.get("config") or {}).get("task")},
+        "training_data": {"path": str(folder), "synthetic": synthetic, "task": config.get("task")},
         "metrics": {"measured_on": "the checkpoint's test split", **measured},
         "per_class": (metrics.get("test") or {}).get("per_class") or {},
-        "export": export, "parity_max_abs_diff": parity, "cpu_latency_ms": latency,
+        "export": export, "parity_max_abs_diff": parity, "CPU_latency_batch_1_ms": latency,
         "known_limits": limits,
     }  # fmt: skip
 
 
-def _card_markdown(card: dict[str, Any]) -> str:
-    """The card as Markdown: a section per key, a table where the values are dicts."""
+def _markdown(sections: dict[str, Any]) -> str:
+    """Markdown: a list per section, and a table of the values that are dicts."""
     def fmt(k: str, v: Any) -> str:
-        pct = isinstance(v, float) and ("acc" in k or k in ("precision", "recall", "f1"))
-        return f"{100 * v:.2f} %" if pct else f"{v:.3g}" if isinstance(v, float) else str(v)
+        if type(v) is float and k.endswith(("acc", "accuracy", "agreement", "precision", "recall")):
+            return f"{100 * v:.2f} %"  # fractions as percentages
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
 
-    lines = [f"# Model card: {card['name']}", f"\nCreated {card['created']} by audio-course."]
-    for key, body in card.items():
-        if key in ("name", "created") or not body:
-            continue
-        lines += ["", f"## {key.replace('_', ' ').capitalize()}", ""]
-        if isinstance(body, list):
-            lines += [f"- {x}" for x in body]
-            continue
+    lines = []
+    for key, body in [(k, v) for k, v in sections.items() if v]:
+        lines += ["", f"## {key[0].upper()}{key[1:].replace('_', ' ')}", ""]
+        body = body if isinstance(body, dict) else dict(enumerate(body))
         rows = {k: v for k, v in body.items() if isinstance(v, dict)}
         cols = list(next(iter(rows.values()), {}))
         lines += [f"| | {' | '.join(cols)} |", "|---" * (len(cols) + 1) + "|"] if rows else []
         for k, r in rows.items():
             lines.append(f"| {k} | {' | '.join(fmt(c, r.get(c)) for c in cols)} |")
-        lines += [f"- {k}: {fmt(k, v)}" for k, v in body.items() if k not in rows]
+        lines += [""] if rows else []
+        lines += [f"- {fmt(k, v)}" if isinstance(k, int) else f"- {k}: {fmt(k, v)}"
+                  for k, v in body.items() if k not in rows]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
 class _ExportReport(namedtuple("ExportReport", "files parity latency card_json card_md")):
     def summary(self) -> str:
-        lines = [f"{k}: {v}" for k, v in self.files.items()]
-        lines += [f"parity {k:>18}: max |logit diff| {v['logits']:.2e}, max |prob diff| "
-                  f"{v['probs']:.2e}, top-1 agreement {100 * v['top1_agreement']:.1f} % "
-                  f"({v['n_clips']} clips)" for k, v in self.parity.items()]  # fmt: skip
-        lines += [f"latency {k:>16}: median {v['median_ms']:.2f} ms, p90 {v['p90_ms']:.2f} ms "
-                  f"per 1-s clip (batch 1, {v['runs']} runs)"
-                  for k, v in self.latency.items() if isinstance(v, dict)]  # fmt: skip
-        return "\n".join([*lines, f"model card: {self.card_json}, {self.card_md}"])
+        parts = {"files": self.files, "parity (max abs difference from eager PyTorch)": self.parity,
+                 "CPU latency per 1-s clip, batch 1 (ms)": self.latency,
+                 "model card": [self.card_json, self.card_md]}  # fmt: skip
+        return _markdown(parts).strip()
 
 
 def export_model(model: Any, out_dir: str | Path, formats: Sequence = ("torchscript", "onnx"),
                  *, parity_audio: Any = None, latency_runs: int = 100, latency_threads: int = 1,
                  exporter: str = "auto") -> _ExportReport:  # fmt: skip
-    """Export a checkpoint or module and check it: files, parity, latency, card (notebook 06).
-
-    Writes ``model.onnx`` and/or TorchScript ``model.pt`` into ``out_dir``, compares them with
-    eager PyTorch on ``parity_audio`` (clips, or a dataset whose test clips to use; default: the
-    checkpoint's dataset, else noise), times batch-1 CPU inference per runtime
-    (``latency_runs=0``: no timing) and writes ``model_card.json`` and ``model_card.md``.
-    """
+    """Write ``model.onnx`` (and/or TorchScript ``model.pt``), check parity with PyTorch on
+    ``parity_audio`` (clips, a dataset, default: the checkpoint's), time batch-1 CPU latency and
+    write ``model_card.json``/``.md`` (notebook 06)."""
     if not set(formats) <= {"torchscript", "onnx"}:
         raise ValueError(f"unknown format in {list(formats)}; use 'torchscript' and/or 'onnx'")
     module, classes, meta = load_inference_model(model)  # a checkpoint: on the CPU
     module, out = copy.deepcopy(module).cpu().eval(), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = {"onnx": ".onnx", "torchscript": ".pt"}
-    files = {f: _export(module, out / f"model{suffix[f]}", classes, exporter) for f in formats}
+    suffix = {"onnx": "onnx", "torchscript": "pt"}
+    files = {f: _export(module, out / f"model.{suffix[f]}", classes, exporter) for f in formats}
     parity_audio, source = _parity_clips(parity_audio, (meta.get("config") or {}).get("data"))
     parity = _check_parity(module, parity_audio, files)
     latency = {}
@@ -697,5 +615,6 @@ def export_model(model: Any, out_dir: str | Path, formats: Sequence = ("torchscr
     card = _model_card(meta, info, parity, latency)
     js, md = out / "model_card.json", out / "model_card.md"
     js.write_text(json.dumps(card, indent=2, default=str))
-    md.write_text(_card_markdown(card))
+    title = f"# Model card: {meta.get('model_name', 'model')} keyword spotter (audio-course)\n"
+    md.write_text(title + _markdown(card))
     return _ExportReport(files, parity, latency, js, md)
