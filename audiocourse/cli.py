@@ -84,7 +84,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def _print_top(name: str, top: list) -> None:
-    print(f"{name}: " + ", ".join(f"{p.word} {100 * p.prob:.1f}%" for p in top))
+    print(f"{name}: " + ", ".join(f"{word} {100 * prob:.1f}%" for word, prob in top))
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -92,11 +92,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     status = 0
     for f in args.files:
         try:
-            if args.all:
-                for w in infer.predict(f, model, top_k=args.top_k, mode="all"):
-                    _print_top(f"{f} [{w.start_s:6.2f}-{w.end_s:6.2f} s]", w.top)
-            else:
+            if not args.all:
                 _print_top(f, infer.predict(f, model, top_k=args.top_k))
+                continue
+            res = infer.stream(f, model, hop_ms=250, smooth_ms=250)  # every window, unsmoothed
+            for t, probs in zip(res.times, res.posteriors, strict=True):
+                top = sorted(zip(model[1], probs, strict=True), key=lambda wp: -wp[1])[: args.top_k]
+                _print_top(f"{f} [{t - 0.5:6.2f}-{t + 0.5:6.2f} s]", top)
         except data.AudioError as e:
             print(f"error: {e}")
             status = 1
@@ -163,7 +165,7 @@ def _add_infer_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("checkpoint", type=Path, help="best.pt written by train")
     p.add_argument("files", nargs="+", help="WAV/FLAC/OGG files")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--all", action="store_true", help="every 1-s window (hop 250 ms)")
+    p.add_argument("--all", action="store_true", help="every 1-s window, 250 ms apart")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_predict)
 

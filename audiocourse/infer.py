@@ -43,7 +43,6 @@ FILLER_CLASSES = ("_silence_", "_unknown_")
 
 # Result types: private names, readable reprs such as ``Prediction(word='yes', prob=0.97)``.
 _Prediction = namedtuple("Prediction", "word prob")
-_WindowPrediction = namedtuple("WindowPrediction", "start_s end_s top")
 _Detection = namedtuple("Detection", "word time_s score")
 _StreamResult = namedtuple("StreamResult", "times posteriors detections")
 _Scores = namedtuple("DetectionScores", "precision recall f1 tp fp fn")
@@ -55,10 +54,9 @@ def _load(path: Path, mtime_ns: int, device: str) -> tuple[nn.Module, dict[str, 
     return load_model(path, device=device)
 
 
-def load_inference_model(model: Any, classes: Sequence[str] | None = None, device: str | None = None
-                         ) -> tuple[nn.Module, list[str], dict[str, Any]]:  # fmt: skip
-    """``(module in eval mode, classes, meta)`` from a path, a pair or a module (notebook 06).
-    A checkpoint is loaded once (until its file changes), on the CPU unless ``device`` is given."""
+def load_inference_model(model: Any, device: str | None = None) -> tuple[nn.Module, list, dict]:
+    """``(module in eval mode, classes, meta)`` from a checkpoint path (loaded once, on the CPU
+    unless ``device`` is given), ``(module, meta)`` or ``(module, classes)`` (notebook 06)."""
     meta: dict[str, Any] = {}
     if isinstance(model, (str, os.PathLike)):
         path = Path(model).expanduser().resolve()
@@ -68,15 +66,9 @@ def load_inference_model(model: Any, classes: Sequence[str] | None = None, devic
     elif isinstance(model, (tuple, list)) and len(model) == 2:
         module, extra = model
         meta = dict(extra) if isinstance(extra, dict) else {"classes": list(extra)}
-    elif isinstance(model, nn.Module):
-        module = model.to(device) if device is not None else model
     else:
-        raise TypeError(f"expected a checkpoint path or a module, got {type(model).__name__}")
-    classes = classes or meta.get("classes")
-    if classes is None:
-        raise ValueError("pass classes=[...] (the class names, in the model's output order)")
-    meta.setdefault("classes", list(classes))
-    return module.eval(), list(classes), meta
+        raise TypeError("pass a checkpoint path, (module, meta) or (module, class names)")
+    return module.eval(), list(meta["classes"]), meta
 
 
 @torch.inference_mode()
@@ -93,9 +85,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def classify_batch(model: Any, audio: np.ndarray, classes: list | None = None) -> np.ndarray:
+def classify_batch(model: Any, audio: np.ndarray) -> np.ndarray:
     """Class probabilities ``(N, C)`` of ``(N, 16000)`` clips, int16 or float (notebook 06)."""
-    module, _, _ = load_inference_model(model, classes)
+    module, _, _ = load_inference_model(model)
     return _softmax(_logits(module, _array_to_float(np.asarray(audio), "audio")))
 
 
@@ -142,37 +134,19 @@ def as_audio(source: Any, sample_rate: int | None = None) -> tuple[np.ndarray, s
 # --- predict ------------------------------------------------------------------------------
 
 
-def predict_proba(source: Any, model: Any, classes: list | None = None,
-                  sample_rate: int | None = None) -> tuple:
+def predict_proba(source: Any, model: Any, sample_rate: int | None = None) -> tuple:
     """``(probabilities, classes, the 16 kHz second classified)``: the loudest second, a shorter
     clip zero-padded, as in training (``data.fix_length``) (notebook 06)."""
-    module, classes, _ = load_inference_model(model, classes)
+    module, classes, _ = load_inference_model(model)
     window = fix_length(as_audio(source, sample_rate)[0])
     return _softmax(_logits(module, window[None]))[0], classes, window
 
 
-def _top(probs: np.ndarray, classes: Sequence[str], k: int) -> list:
-    return [_Prediction(classes[i], float(probs[i])) for i in np.argsort(-probs)[: max(1, k)]]
-
-
-def predict(source: Any, model: Any, sample_rate: int | None = None, top_k: int = 3,
-            mode: str = "loudest", *, classes: list | None = None, hop_ms: float = 250) -> list:
-    """The ``top_k`` words of the loudest second: ``[Prediction(word, prob), ...]`` (notebook 06);
-    ``mode='all'``: of each second, ``hop_ms`` apart: ``[WindowPrediction(start_s, end_s, top)]``"""
-    if mode == "loudest":
-        probs, classes, _ = predict_proba(source, model, classes, sample_rate)
-        return _top(probs, classes, top_k)
-    if mode != "all":
-        raise ValueError(f"mode must be 'loudest' or 'all', got {mode!r}")
-    module, classes, _ = load_inference_model(model, classes)
-    x, _ = as_audio(source, sample_rate)
-    x = fix_length(x) if len(x) < CLIP_SAMPLES else x
-    starts = np.arange(0, len(x) - CLIP_SAMPLES + 1, max(1, round(hop_ms * SAMPLE_RATE / 1000)))
-    if starts[-1] + CLIP_SAMPLES < len(x):  # the tail gets its own window
-        starts = np.append(starts, len(x) - CLIP_SAMPLES)
-    probs = _softmax(_logits(module, np.stack([x[s : s + CLIP_SAMPLES] for s in starts])))
-    return [_WindowPrediction(s / SAMPLE_RATE, s / SAMPLE_RATE + 1, _top(p, classes, top_k))
-            for s, p in zip(starts.tolist(), probs, strict=True)]  # fmt: skip
+def predict(source: Any, model: Any, sample_rate: int | None = None, top_k: int = 3) -> list:
+    """The ``top_k`` words of a recording's loudest second: ``[Prediction(word, prob)]``
+    (notebook 06); :func:`stream` classifies every second of a long one."""
+    probs, classes, _ = predict_proba(source, model, sample_rate)
+    return [_Prediction(classes[i], float(probs[i])) for i in np.argsort(-probs)[:top_k]]
 
 
 # --- microphone: in Colab the browser records; in local Jupyter sounddevice ----------------
@@ -200,33 +174,27 @@ async function audioCourseRecord(seconds) {
 """
 
 
-def _record(seconds: float) -> tuple[np.ndarray, int]:
-    """Colab: the browser's microphone (usually 48 kHz); elsewhere ``sounddevice`` at 16 kHz."""
-    if in_colab():
-        from google.colab import output  # type: ignore[import-not-found]
-        from IPython.display import Javascript, display
-
-        display(Javascript(RECORDER_JS))
-        sr, pcm = output.eval_js(f"audioCourseRecord({seconds})", timeout_sec=seconds + 60)
-        return np.asarray(pcm, np.float32) / 32768, int(sr)
-    import sounddevice as sd  # type: ignore[import-not-found]  # pip install sounddevice
-
-    x = sd.rec(int(seconds * SAMPLE_RATE), samplerate=SAMPLE_RATE, channels=1, dtype="float32")
-    sd.wait()
-    return x[:, 0], SAMPLE_RATE
-
-
 def get_recording(seconds: float = 2.0, use_microphone: bool = True, fallback: tuple | None = None
                   ) -> tuple[np.ndarray, int, str]:  # fmt: skip
-    """``(samples, rate, where from)`` from the microphone, else from ``fallback`` (samples,
-    rate), printing why: no microphone, no ``sounddevice``, a server (notebook 06)."""
+    """``(samples, rate, where from)``: Colab's browser microphone (usually 48 kHz), locally
+    ``sounddevice``; else ``fallback`` ``(samples, rate)``, printing why (notebook 06)."""
     reason = "use_microphone=False"
-    if use_microphone:
-        try:
-            x, sr = _record(seconds)
-            return x, sr, f"{'browser' if in_colab() else 'local'} microphone ({sr} Hz)"
-        except Exception as e:  # no mic / no permission / no package: fall back, say why
-            reason = f"{type(e).__name__}: {e}"
+    try:
+        if use_microphone and in_colab():
+            from google.colab import output  # type: ignore[import-not-found]
+            from IPython.display import Javascript, display
+
+            display(Javascript(RECORDER_JS))
+            sr, pcm = output.eval_js(f"audioCourseRecord({seconds})", timeout_sec=seconds + 60)
+            return np.asarray(pcm, np.float32) / 32768, sr, f"browser microphone ({sr} Hz)"
+        if use_microphone:
+            import sounddevice as sd  # type: ignore[import-not-found]  # pip install sounddevice
+
+            x = sd.rec(int(seconds * SAMPLE_RATE), samplerate=SAMPLE_RATE, channels=1)
+            sd.wait()
+            return x[:, 0], SAMPLE_RATE, "local microphone"
+    except Exception as e:  # no microphone, no permission, no package: fall back, say why
+        reason = f"{type(e).__name__}: {e}"
     if fallback is None:
         raise RuntimeError(f"no recording ({reason}) and no fallback clip given")
     print(f"no microphone recording ({reason}); using the fallback clip instead")
@@ -260,12 +228,12 @@ def detect(times: np.ndarray, post: np.ndarray, classes: Sequence[str], threshol
     return out
 
 
-def stream(audio: Any, model: Any, classes: list | None = None, sample_rate: int | None = None, *,
-           hop_ms: float = 100.0, smooth_ms: float = 300.0, threshold: float = 0.6,
-           refractory_ms: float = 1000.0, batch_size: int = 32):  # fmt: skip
+def stream(audio: Any, model: Any, sample_rate: int | None = None, *, hop_ms: float = 100.0,
+           smooth_ms: float = 300.0, threshold: float = 0.6, refractory_ms: float = 1000.0,
+           batch_size: int = 32):  # fmt: skip
     """Keyword spotting over a long recording: ``(times, posteriors, detections)`` (notebook 06).
     1-s windows every ``hop_ms`` in batches, smoothed over ``smooth_ms``, then :func:`detect`."""
-    module, classes, _ = load_inference_model(model, classes)
+    module, classes, _ = load_inference_model(model)
     x, _ = as_audio(audio, sample_rate)
     hop, half = max(1, round(hop_ms * SAMPLE_RATE / 1000)), CLIP_SAMPLES // 2
     x = np.concatenate([np.zeros(half, np.float32), x, np.zeros(half, np.float32)])
@@ -385,14 +353,11 @@ class _AvgPoolMatmul(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         a = []
-        for n_in, n_out in zip(x.shape[-2:], self.size, strict=True):
-            n_in, n_out = int(n_in), int(n_out or n_in)  # static for a fixed 1-s input
-            m = torch.zeros(n_out, n_in, dtype=x.dtype)
-            for i in range(n_out):  # PyTorch's cells: floor(i*n/k) .. ceil((i+1)*n/k)
-                lo, hi = i * n_in // n_out, -(-(i + 1) * n_in // n_out)
-                m[i, lo:hi] = 1.0 / (hi - lo)
-            a.append(m)
-        return a[0] @ x @ a[1].t()
+        for n, k in zip(x.shape[-2:], self.size, strict=True):  # static for a 1-s input
+            n, k, i = int(n), int(k or n), np.arange(int(k or n))[:, None]
+            lo, hi = i * n // k, -(-(i + 1) * n // k)  # PyTorch's cells
+            a.append(torch.from_numpy(((np.arange(n) >= lo) & (np.arange(n) < hi)) / (hi - lo)))
+        return a[0].to(x) @ x @ a[1].to(x).t()
 
 
 def _exportable_child(child: nn.Module) -> nn.Module | None:

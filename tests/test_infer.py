@@ -124,27 +124,22 @@ def test_long_input_uses_the_loudest_second(tonenet):
     assert infer.predict(x, tonenet, SR)[0].word == "high"
 
 
-def test_predict_all_windows(tonenet):
+def test_every_window_without_smoothing(tonenet):
+    """stream(..., smooth_ms=hop_ms) gives the class probabilities of each 1-s window."""
     x = np.zeros(4 * SR, np.float32)
     x[:SR] += tone_word("low")
     x[int(2.5 * SR) : int(3.5 * SR)] += tone_word("high")
-    wins = infer.predict(x, tonenet, SR, top_k=2, mode="all", hop_ms=500)
-    assert [w.start_s for w in wins] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
-    assert all(w.end_s - w.start_s == 1.0 and len(w.top) == 2 for w in wins)
-    assert wins[0].top[0].word == "low" and wins[-2].top[0].word == "high"
-    assert wins[3].top[0].word == "_silence_"  # 1.5-2.5 s is empty
-    with pytest.raises(ValueError, match="mode"):
-        infer.predict(x, tonenet, SR, mode="middle")
+    times, post, _ = infer.stream(x, tonenet, SR, hop_ms=500, smooth_ms=500)
+    assert times.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]  # window centres
+    top = [CLASSES[i] for i in post.argmax(axis=1)]
+    assert top[1] == "low" and top[6] == "high" and top[4] == "_silence_"  # 1.5-2.5 s is empty
 
 
-def test_model_forms_and_missing_classes(tonenet):
+def test_model_forms(tonenet):
     model, classes = tonenet
     x = tone_word("mid")
-    a = infer.predict(x, model, SR, classes=classes)
-    b = infer.predict(x, (model, {"classes": classes}), SR)
-    c = infer.predict(x, (model, classes), SR)
-    assert a == b == c
-    with pytest.raises(ValueError, match="classes"):
+    assert infer.predict(x, (model, {"classes": classes}), SR) == infer.predict(x, tonenet, SR)
+    with pytest.raises(TypeError, match="class names"):
         infer.predict(x, model, SR)
     with pytest.raises(FileNotFoundError):
         infer.predict(x, "no/such/checkpoint.pt", SR)
@@ -222,7 +217,7 @@ def test_make_sentence_places_words_where_truth_says():
 def test_stream_finds_every_tone_word_in_batches(tonenet):
     audio, truth = _tone_sentence()
     model = CountingModule(tonenet[0])
-    res = infer.stream(audio, model, CLASSES, SR, hop_ms=100, threshold=0.6, batch_size=64)
+    res = infer.stream(audio, (model, CLASSES), SR, hop_ms=100, threshold=0.6, batch_size=64)
     times, post, dets = res
     assert np.allclose(np.diff(times), 0.1) and times[0] == 0.0
     assert times[-1] >= len(audio) / SR - 0.1
