@@ -1,8 +1,7 @@
 """Using a trained model: predict, record, stream, export (notebook 06).
 
-``model`` arguments take a checkpoint path (``best.pt``), a ``(module, meta)`` or
-``(module, classes)`` pair, or a module mapping ``(B, 16000)`` 16 kHz waveforms to logits. Audio
-is a path, file bytes, or an array with its sample rate (resampled to 16 kHz, downmixed to mono).
+``model``: a checkpoint path (``best.pt``) or ``(module, meta | classes)``, the module mapping
+``(B, 16000)`` 16 kHz waveforms to logits. Audio: a path, file bytes, or an array and its rate.
 """
 
 from __future__ import annotations
@@ -322,25 +321,19 @@ def plot_stream(result: tuple, classes: Sequence[str], truth: Sequence[tuple] | 
 # --- export: ONNX (and TorchScript), parity, latency, model card -------------------------
 
 
-class _ConvSpectrogram(nn.Module):
-    """torchaudio's power ``Spectrogram`` (in the dB spectrogram of notebook 03) as a conv1d with
-    the windowed-DFT kernels of ``LogMel(stft="conv")``."""
+class _ConvPowerSpectrogram(LogMel):
+    """torchaudio's power ``Spectrogram`` (in the dB spectrogram of notebook 03) computed by
+    ``LogMel(stft="conv")`` with an identity matrix for the mel filters."""
 
     def __init__(self, spec: torchaudio.transforms.Spectrogram) -> None:
-        super().__init__()
-        self.n_fft, self.hop, self.center = spec.n_fft, spec.hop_length, spec.center
-        if spec.power != 2 or spec.normalized or spec.pad or spec.pad_mode != "reflect":
-            raise ValueError("only plain power-2 spectrograms with reflect padding convert")
-        logmel = LogMel(n_fft=spec.n_fft, win_length=spec.win_length, stft="conv")  # Hann window
-        self.register_buffer("dft", logmel.dft)
+        n = spec.n_fft // 2 + 1
+        with warnings.catch_warnings():  # n_mels = n_freqs leaves empty mel filters: replaced
+            warnings.simplefilter("ignore")
+            super().__init__(n_fft=spec.n_fft, hop_length=spec.hop_length, n_mels=n,
+                             win_length=spec.win_length, center=spec.center, stft="conv")
+        self.mel.mel_scale.fb = torch.eye(n)
 
-    def forward(self, x: Tensor) -> Tensor:
-        shape, n = x.shape, self.n_fft // 2
-        x = x.reshape(-1, 1, shape[-1])
-        x = nn.functional.pad(x, (n, n), mode="reflect") if self.center else x
-        spec = nn.functional.conv1d(x, self.dft, stride=self.hop)
-        power = spec[:, : n + 1] ** 2 + spec[:, n + 1 :] ** 2  # static slices for the exporter
-        return power.reshape(shape[:-1] + power.shape[-2:])
+    forward = LogMel.power_mel
 
 
 class _AvgPoolMatmul(nn.Module):
@@ -360,26 +353,22 @@ class _AvgPoolMatmul(nn.Module):
         return a[0].to(x) @ x @ a[1].to(x).t()
 
 
-def _exportable_child(child: nn.Module) -> nn.Module | None:
-    """The export-friendly replacement of one submodule, or None to look inside it."""
-    config = getattr(child, "config", None)
-    if isinstance(config, dict) and "stft" in config:  # LogMel, Mfcc: rebuilt with a conv STFT
-        conv = type(child)(**{**config, "stft": "conv"})
-        conv.load_state_dict(child.state_dict())
-        return conv
-    if isinstance(child, torchaudio.transforms.Spectrogram):
-        return _ConvSpectrogram(child)
-    return _AvgPoolMatmul(child.output_size) if isinstance(child, nn.AdaptiveAvgPool2d) else None
-
-
 def exportable(module: nn.Module) -> nn.Module:
     """A CPU copy of ``module`` for the classic ONNX exporter: the STFT as a conv1d (torch.stft is
     complex), adaptive pooling as matrices; same weights and outputs (notebook 06)."""
 
     def swap(m: nn.Module) -> None:
         for name, child in m.named_children():
-            new = _exportable_child(child)
-            swap(child) if new is None else setattr(m, name, new)
+            config = getattr(child, "config", {})
+            if isinstance(config, dict) and "stft" in config:  # LogMel, Mfcc: with a conv STFT
+                setattr(m, name, type(child)(**{**config, "stft": "conv"}))
+                getattr(m, name).load_state_dict(child.state_dict())
+            elif isinstance(child, torchaudio.transforms.Spectrogram):
+                setattr(m, name, _ConvPowerSpectrogram(child))
+            elif isinstance(child, nn.AdaptiveAvgPool2d):
+                setattr(m, name, _AvgPoolMatmul(child.output_size))
+            else:
+                swap(child)
 
     out = copy.deepcopy(module).cpu().eval()
     swap(out)
@@ -400,26 +389,23 @@ def _export(module: nn.Module, path: Path, classes: Sequence[str], exporter: str
         if path.suffix == ".pt":
             torch.jit.trace(module, _example(2), check_inputs=[(_example(3),)]).save(str(path))
             return path
-        dynamo = _use_dynamo(exporter)
+        dynamo = exporter != "legacy" and importlib.util.find_spec("onnxscript") is not None
+        if exporter == "dynamo" and not dynamo:
+            raise RuntimeError("the dynamo ONNX exporter needs: pip install onnxscript")
         batch = {"dynamic_shapes": ({0: torch.export.Dim("batch", max=4096)},)} if dynamo else {
             "dynamic_axes": {"audio": {0: "batch"}, "logits": {0: "batch"}}}  # fmt: skip
         torch.onnx.export(exportable(module), (_example(2),), str(path), dynamo=dynamo,
                           input_names=["audio"], output_names=["logits"], opset_version=17,
                           **batch)  # fmt: skip
     model = onnx.load(str(path))
-    for key, value in {"sample_rate": str(SAMPLE_RATE), "classes": json.dumps(classes)}.items():
+    exporter = "dynamo" if dynamo else "legacy (TorchScript-based)"
+    for key, value in {"sample_rate": str(SAMPLE_RATE), "classes": json.dumps(classes),
+                       "exporter": exporter}.items():  # fmt: skip
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
-
-
-def _use_dynamo(exporter: str) -> bool:
-    """'dynamo' (torch.export; needs onnxscript), 'legacy' (TorchScript-based) or 'auto'."""
-    if exporter == "dynamo" and importlib.util.find_spec("onnxscript") is None:
-        raise RuntimeError("the dynamo ONNX exporter needs: pip install onnxscript")
-    return exporter != "legacy" and importlib.util.find_spec("onnxscript") is not None
 
 
 def _runtimes(module: nn.Module, files: dict[str, Path], threads: int | None = None) -> dict:
@@ -456,15 +442,13 @@ def _check_parity(module: nn.Module, audio: np.ndarray, files: dict[str, Path]) 
 
 def measure_latency(fn: Callable[[], Any], runs: int = 100, warmup: int = 10) -> dict[str, float]:
     """Median and 90th percentile wall time of ``fn()`` in milliseconds (notebook 06)."""
-    for _ in range(warmup):
-        fn()
     times = []
-    for _ in range(runs):
+    for _ in range(warmup + runs):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1000.0)
-    p90 = sorted(times)[int(0.9 * (runs - 1))]
-    return {"median_ms": float(np.median(times)), "p90_ms": p90, "runs": runs}
+    times = sorted(times[warmup:])
+    return {"median_ms": float(np.median(times)), "p90_ms": times[int(0.9 * runs)], "runs": runs}
 
 
 @torch.inference_mode()
@@ -572,9 +556,7 @@ def export_model(model: Any, out_dir: str | Path, formats: Sequence = ("torchscr
     latency = {}
     if latency_runs:
         latency = _latency(module, files, parity_audio[0], latency_runs, latency_threads)
-    dynamo = "onnx" in files and _use_dynamo(exporter)
     info = {"torch": torch.__version__, "parity_clips": source,
-            "onnx_exporter": "dynamo" if dynamo else "legacy (TorchScript-based)",
             **{k: f"{p.name}, sha256 {hashlib.sha256(p.read_bytes()).hexdigest()[:16]}"
                for k, p in files.items()}}  # fmt: skip
     card = _model_card(meta, info, parity, latency)
