@@ -37,8 +37,7 @@ __all__ = ["FILLER_CLASSES", "load_inference_model", "as_audio", "predict", "pre
            "detection_scores", "plot_stream", "exportable", "measure_latency",
            "export_model"]  # fmt: skip
 
-#: Classes that are never reported as keyword detections when streaming.
-FILLER_CLASSES = ("_silence_", "_unknown_")
+FILLER_CLASSES = ("_silence_", "_unknown_")  #: never reported as keyword detections
 
 # Result types: private names, readable reprs such as ``Prediction(word='yes', prob=0.97)``.
 _Prediction = namedtuple("Prediction", "word prob")
@@ -58,9 +57,7 @@ def load_inference_model(model: Any, device: str | None = None) -> tuple[nn.Modu
     unless ``device`` is given), ``(module, meta)`` or ``(module, classes)`` (notebook 06)."""
     meta: dict[str, Any] = {}
     if isinstance(model, (str, os.PathLike)):
-        path = Path(model).expanduser().resolve()
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
+        path = Path(model).expanduser().resolve()  # stat() raises FileNotFoundError if missing
         module, meta = _load(path, path.stat().st_mtime_ns, str(device or "cpu"))
     elif isinstance(model, (tuple, list)) and len(model) == 2:
         module, extra = model
@@ -111,8 +108,6 @@ def as_audio(source: Any, sample_rate: int | None = None) -> tuple[np.ndarray, s
             raise AudioError(f"{source}: is a folder, not an audio file")
         return load_audio(source, SAMPLE_RATE), str(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        if not source:
-            raise AudioError("<bytes>: empty file (0 bytes)")
         try:
             x, sample_rate = sf.read(io.BytesIO(source), dtype="float32")
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
@@ -131,8 +126,6 @@ def as_audio(source: Any, sample_rate: int | None = None) -> tuple[np.ndarray, s
 
 
 # --- predict ------------------------------------------------------------------------------
-
-
 def predict_proba(source: Any, model: Any, sample_rate: int | None = None) -> tuple:
     """``(probabilities, classes, the 16 kHz second classified)``: the loudest second, a shorter
     clip zero-padded, as in training (``data.fix_length``) (notebook 06)."""
@@ -149,7 +142,6 @@ def predict(source: Any, model: Any, sample_rate: int | None = None, top_k: int 
 
 
 # --- microphone: in Colab the browser records; in local Jupyter sounddevice ----------------
-
 #: Browser recorder: MediaRecorder records (WebM/Opus in Chrome) and ``decodeAudioData`` turns
 #: it into samples at the browser's rate, handed to Python as int16 values: no FFmpeg needed.
 RECORDER_JS = """
@@ -201,15 +193,11 @@ def get_recording(seconds: float = 2.0, use_microphone: bool = True, fallback: t
 
 
 # --- streaming keyword spotting -------------------------------------------------------------
-
-
 def detect(times: np.ndarray, post: np.ndarray, classes: Sequence[str], threshold: float,
            refractory_s: float, ignore: Sequence[str] = FILLER_CLASSES) -> list:  # fmt: skip
     """``[Detection(word, time_s, score)]`` at the peak of each stretch where one keyword stays
     above ``threshold``, none within ``refractory_s`` of the last (notebook 06)."""
     keep = [i for i, c in enumerate(classes) if c not in ignore]
-    if not keep:
-        return []
     best, score = post[:, keep].argmax(axis=1), post[:, keep].max(axis=1)
     out: list = []
     peak = None  # frame of the open stretch's peak
@@ -319,8 +307,6 @@ def plot_stream(result: tuple, classes: Sequence[str], truth: Sequence[tuple] | 
 
 
 # --- export: ONNX (and TorchScript), parity, latency, model card -------------------------
-
-
 class _ConvPowerSpectrogram(LogMel):
     """torchaudio's power ``Spectrogram`` (in the dB spectrogram of notebook 03) computed by
     ``LogMel(stft="conv")`` with an identity matrix for the mel filters."""
@@ -466,8 +452,7 @@ def _latency(module: nn.Module, files: dict[str, Path], clip: np.ndarray, runs: 
 
 
 def _parity_clips(audio: Any, folder: str | None, n: int = 32) -> tuple[np.ndarray, str]:
-    """The given clips; else up to ``n`` test clips of a dataset (``audio`` names one, or the
-    checkpoint's folder ``folder``); else noise."""
+    """The clips given, or ``n`` test clips of the dataset given or trained on, or noise."""
     if isinstance(audio, (str, os.PathLike)) or audio is None and folder and Path(folder).is_dir():
         folder = data.resolve_dataset(audio or folder)
         clips = [c for c in data.build_index(folder) if c.split == "test"]
@@ -487,8 +472,7 @@ def _model_card(meta: dict[str, Any], export: dict, parity: dict, latency: dict)
     synthetic = folder.name != "" and ("demo" in folder.name or readme.is_file()
                                        and "SYNTHETIC" in readme.read_text()[:2000])  # fmt: skip
     measured = {k: metrics[k] for k in ("test_accuracy", "n_test", "best_val_acc") if k in metrics}
-    limits = ["No test accuracy in the checkpoint: performance unmeasured."] * (
-        "test_accuracy" not in metrics)
+    limits = ["No test accuracy in the checkpoint: unmeasured."] * ("test_accuracy" not in metrics)
     limits += ["Trained on SYNTHETIC speech (eSpeak NG voices): a teaching artefact."] * synthetic
     limits += ["Input: 16 kHz mono float32 in [-1, 1], 16000 samples a row (predict() makes it).",
                "Knows only its classes: other words often get a confident keyword, not _unknown_.",
@@ -562,6 +546,5 @@ def export_model(model: Any, out_dir: str | Path, formats: Sequence = ("torchscr
     card = _model_card(meta, info, parity, latency)
     js, md = out / "model_card.json", out / "model_card.md"
     js.write_text(json.dumps(card, indent=2, default=str))
-    title = f"# Model card: {meta.get('model_name', 'model')} keyword spotter (audio-course)\n"
-    md.write_text(title + _markdown(card))
+    md.write_text(f"# Model card: {meta.get('model_name')} keyword spotter\n" + _markdown(card))
     return _ExportReport(files, parity, latency, js, md)
