@@ -88,7 +88,7 @@ def classify_batch(model: Any, audio: np.ndarray) -> np.ndarray:
 
 
 def _array_to_float(x: np.ndarray, name: str) -> np.ndarray:
-    """float32 from int or float samples; a 2-D array is (clips, T) for a batch, else downmixed."""
+    """float32 in [-1, 1] from int or float samples; empty or non-finite audio is an error."""
     if np.issubdtype(x.dtype, np.signedinteger):
         x = x.astype(np.float32) / float(2 ** (8 * x.itemsize - 1))  # int16 / 32768, int32 / 2**31
     elif not np.issubdtype(x.dtype, np.floating):
@@ -497,7 +497,7 @@ def _markdown(sections: dict[str, Any]) -> str:
     def fmt(k: str, v: Any) -> str:
         if type(v) is float and k.endswith(("acc", "accuracy", "agreement", "precision", "recall")):
             return f"{100 * v:.2f} %"  # fractions as percentages
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     lines = []
     for key, body in [(k, v) for k, v in sections.items() if v]:
@@ -508,7 +508,7 @@ def _markdown(sections: dict[str, Any]) -> str:
         lines += [f"| | {' | '.join(cols)} |", "|---" * (len(cols) + 1) + "|"] if rows else []
         for k, r in rows.items():
             lines.append(f"| {k} | {' | '.join(fmt(c, r.get(c)) for c in cols)} |")
-        lines += [""] if rows else []
+        lines += [""] if rows and len(rows) < len(body) else []  # a list after the table
         lines += [f"- {fmt(k, v)}" if isinstance(k, int) else f"- {k}: {fmt(k, v)}"
                   for k, v in body.items() if k not in rows]  # fmt: skip
     return "\n".join(lines) + "\n"
