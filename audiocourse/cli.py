@@ -98,7 +98,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             res = infer.stream(f, model, hop_ms=250, smooth_ms=250)  # every window, unsmoothed
             for t, probs in zip(res.times, res.posteriors, strict=True):
                 top = sorted(zip(model[1], probs, strict=True), key=lambda wp: -wp[1])[: args.top_k]
-                _print_top(f"{f} [{t - 0.5:6.2f}-{t + 0.5:6.2f} s]", top)
+                _print_top(f"{f} [{max(t - 0.5, 0):6.2f}-{t + 0.5:6.2f} s]", top)
         except data.AudioError as e:
             print(f"error: {e}")
             status = 1
