@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from .data import build_index, load_split, resolve_dataset
+from .data import SAMPLE_RATE, AudioError, build_index, load_split, resolve_dataset
 from .demo import make_demo_dataset
 from .download import DATASETS, download_dataset
 from .env import data_dir, env_report, get_device
+from .infer import as_audio, export_model, load_inference_model, plot_stream, predict, stream
 from .models import MODELS
 from .train import LAST, evaluate, load_model, train_task
 
@@ -172,6 +173,92 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
 
+# --- 06: predict, stream, export ---
+
+
+def _print_top(name: str, top: list) -> None:
+    print(f"{name}: " + ", ".join(f"{word} {100 * prob:.1f}%" for word, prob in top))
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    model = load_inference_model(args.checkpoint, device=args.device)[:2]
+    status = 0
+    for f in args.files:
+        try:
+            if not args.all:
+                _print_top(f, predict(f, model, top_k=args.top_k))
+                continue
+            res = stream(f, model, hop_ms=250, smooth_ms=250)  # every window, unsmoothed
+            for t, probs in zip(res.times, res.posteriors, strict=True):
+                top = sorted(zip(model[1], probs, strict=True), key=lambda wp: -wp[1])[: args.top_k]
+                _print_top(f"{f} [{max(t - 0.5, 0):6.2f}-{t + 0.5:6.2f} s]", top)
+        except AudioError as e:
+            print(f"error: {e}")
+            status = 1
+    return status
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    model = load_inference_model(args.checkpoint, device=args.device)[:2]
+    x, name = as_audio(args.file)
+    res = stream(x, model, sample_rate=SAMPLE_RATE, hop_ms=args.hop_ms,
+                       smooth_ms=args.smooth_ms, threshold=args.threshold,
+                       refractory_ms=args.refractory_ms)
+    print(f"{name}: {len(x) / SAMPLE_RATE:.2f} s, {len(res.times)} windows, "
+          f"{len(res.detections)} detections (threshold {args.threshold})")
+    for d in res.detections:
+        print(f"{d.time_s:8.2f} s  {d.word:<10} {d.score:.3f}")
+    if args.plot:
+        fig = plot_stream(res, model[1], threshold=args.threshold, title=name)
+        fig.savefig(args.plot, dpi=120, bbox_inches="tight")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    formats = ["torchscript", "onnx"] if args.format == "all" else [args.format]
+    rep = export_model(args.checkpoint, args.out or args.checkpoint.parent / "export",
+                             formats, parity_audio=args.data, latency_runs=args.runs,
+                             latency_threads=args.threads, exporter=args.exporter)
+    print(rep.summary())
+    return 0
+
+
+def _add_infer_commands(sub: argparse._SubParsersAction) -> None:
+    """predict, stream, export (notebook 06)."""
+    p = sub.add_parser("predict", help="top-k words of audio files (any rate/channels/length)")
+    p.add_argument("checkpoint", type=Path, help="best.pt written by train")
+    p.add_argument("files", nargs="+", help="WAV/FLAC/OGG files")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--all", action="store_true", help="every 1-s window, 250 ms apart")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("stream", help="keyword spotting over a long recording")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("file", type=Path, help="a long WAV/FLAC/OGG recording")
+    p.add_argument("--threshold", type=float, default=0.6, help="smoothed posterior to fire")
+    p.add_argument("--hop-ms", type=float, default=100.0)
+    p.add_argument("--smooth-ms", type=float, default=300.0)
+    p.add_argument("--refractory-ms", type=float, default=1000.0)
+    p.add_argument("--plot", type=Path, default=None, help="save the posterior plot (PNG)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_stream)
+
+    p = sub.add_parser("export", help="ONNX / TorchScript export, parity, latency, model card")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--format", choices=["onnx", "torchscript", "all"], default="all")
+    p.add_argument("--out", type=Path, default=None, help="default: CHECKPOINT_DIR/export")
+    p.add_argument("--data", default=None, help="parity clips (default: the checkpoint's data)")
+    p.add_argument("--runs", type=int, default=100, help="latency runs per runtime (0: skip)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for the latency runs")
+    p.add_argument("--exporter", choices=["auto", "dynamo", "legacy"], default="auto")
+    p.set_defaults(func=_cmd_export)
+
+
+# --- end 06 ---
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every sub-command of ``python utils.py`` (README)."""
     parser = argparse.ArgumentParser(
@@ -179,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(sub)
     _add_train_commands(sub)
+    _add_infer_commands(sub)
     return parser
 
 

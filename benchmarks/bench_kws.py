@@ -2,21 +2,19 @@
 
     .venv/bin/python benchmarks/bench_kws.py                 # all three parts
     .venv/bin/python benchmarks/bench_kws.py --parts a       # only the feature pipeline
-    .venv/bin/python benchmarks/bench_kws.py --parts c --compare cnnet_original,mfcc1d_plus
+    .venv/bin/python benchmarks/bench_kws.py --parts c --folds 5 --seeds 2  # choose on CV
 
 (a) Preprocessing + augmentation + features of a batch on the device (``train.Pipeline`` with the
-    default recipe's augmentation: int16 -> float, time shift, speed perturbation if the recipe
-    has it, background noise, log-mel, normalisation, SpecAugment), in clips/s, next
-    to the Microsoft Learn route measured in the same run on the same clips (a matplotlib figure
-    saved as a PNG per clip: ``features.export_spectrogram_pngs_matplotlib``). Neither route
-    includes WAV decoding (ours reads the cached int16 array; the PNG route gets the arrays).
-(b) Training throughput (samples/s: pipeline + forward + backward + optimizer step) of the
-    default model on the CPU; on CUDA also one full-size epoch of the 12-class task simulated
-    with a synthetic int16 tensor of the training split's shape (85,000 x 16,000) on the GPU.
-(c) Real-data check: the default model and recipe trained on $AUDIO_COURSE_REAL_DATA (12 classes,
-    speaker-disjoint split by the data layer), its test accuracy, parameters and samples/s, and the
-    equivalent ``python utils.py train`` command. ``--compare`` adds other registered models
-    trained by the same code on the same split.
+    default recipe's augmentation), in clips/s, next to the Microsoft Learn route measured in the
+    same run on the same clips (a matplotlib PNG per clip). Neither includes WAV decoding.
+(b) Training throughput (samples/s: pipeline + forward + backward + step) of the default model;
+    on CUDA also one full-size epoch of the 12-class task simulated with a synthetic int16 tensor.
+(c) Real clips ($AUDIO_COURSE_REAL_DATA, 12 classes): the course default (``train_task``'s
+    recipe) next to a plain baseline (``baseline_kws.py``: a ~300k-parameter residual CNN with an
+    untuned modern recipe), on the same clips and seeds. ``--folds K`` cross-validates both on
+    the train + validation speakers (K speaker-grouped folds, last epoch, the test split never
+    touched): the figure to choose a recipe by. Without it, each is trained once per seed and
+    tested once on the test split.
 
 The machine's load average is printed first: on a shared machine it changes every timing. With
 ``--threads auto`` one intra-op thread is used when the machine is busy (load >= half the
@@ -27,18 +25,21 @@ core is taken.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
+import baseline_kws  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _machine import busy, load_report, threads_for  # noqa: E402
@@ -218,50 +219,84 @@ def part_b(args: argparse.Namespace, device: torch.device) -> dict:
     return out
 
 
+def _take(split, idx: np.ndarray) -> SimpleNamespace:
+    """Rows ``idx`` of a split (or of a pool of splits), as the training code accepts it."""
+    return SimpleNamespace(audio=np.asarray(split.audio)[idx], labels=split.labels[idx],
+                           classes=split.classes, paths=[split.paths[i] for i in idx])
+
+
+def _pool(*splits) -> SimpleNamespace:
+    """Several splits of one task as one pool (cross-validation draws its folds from it)."""
+    return SimpleNamespace(
+        audio=np.concatenate([np.asarray(s.audio) for s in splits]),
+        labels=np.concatenate([s.labels for s in splits]), classes=splits[0].classes,
+        paths=[p for s in splits for p in s.paths],
+        speakers=[p for s in splits for p in s.speakers])
+
+
+def fold_of(speaker: str, k: int) -> int:
+    """Speaker-grouped fold (the dataset README's hashing idea): no speaker in two folds."""
+    return int(hashlib.sha1(f"cv-fold/{speaker}".encode()).hexdigest(), 16) % k
+
+
+def _course_model(train, held_out, noise, seed: int, args, device, last_epoch: bool) -> float:
+    """The course default (``train_task``'s recipe) trained on ``train``, scored on
+    ``held_out``; with ``last_epoch`` the held-out part never picks an epoch."""
+    kw = {"width": args.width, "epochs": args.epochs, "batch_size": args.batch_size,
+          "lr": args.lr, "restore_best": not last_epoch}
+    res = T.train_task(args.real, "12", "bcresnet", splits={"train": train,
+                       "validation": held_out, "test": held_out}, noise=noise, device=device,
+                       progress=args.progress, seed=seed, **kw)
+    return res.test.accuracy
+
+
+def _cross_validate(args, device, pool, noise) -> dict:
+    """k speaker folds x seeds; the test split is not touched."""
+    folds = np.array([fold_of(s, args.folds) for s in pool.speakers])
+    scores: dict[str, list[float]] = {"course default": [], "baseline": []}
+    for f in range(args.folds):
+        tr, va = _take(pool, np.flatnonzero(folds != f)), _take(pool, np.flatnonzero(folds == f))
+        for seed in range(args.seed, args.seed + args.seeds):
+            t0 = time.perf_counter()
+            a = _course_model(tr, va, noise, seed, args, device, last_epoch=True)
+            b = baseline_kws.accuracy(baseline_kws.train_baseline(
+                tr.audio, tr.labels, noise, len(pool.classes), seed, args.baseline_epochs),
+                va.audio, va.labels)
+            scores["course default"].append(a)
+            scores["baseline"].append(b)
+            print(f"  fold {f} ({len(tr.labels)} train / {len(va.labels)} held-out clips), seed "
+                  f"{seed}: course default {100 * a:.2f} %, baseline {100 * b:.2f} % "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    for name, acc in scores.items():
+        print(f"  {name}: {100 * np.mean(acc):.2f} ± {100 * np.std(acc, ddof=1):.2f} % "
+              f"(mean ± sd over {args.folds} folds x {args.seeds} seeds, last epoch)")
+    diff = np.subtract(scores["course default"], scores["baseline"])
+    print(f"  paired difference: {100 * diff.mean():+.2f} ± {100 * diff.std(ddof=1):.2f} points")
+    return scores
+
+
 def part_c(args: argparse.Namespace, device: torch.device) -> dict:
-    print("\n(c) real-data check")
-    real = args.real_data or os.environ.get("AUDIO_COURSE_REAL_DATA")
-    if not real or not Path(real).is_dir():
+    print("\n(c) real-data check: the course default next to a plain baseline")
+    args.real = args.real_data or os.environ.get("AUDIO_COURSE_REAL_DATA")
+    if not args.real or not Path(args.real).is_dir():
         print("  skipped: set AUDIO_COURSE_REAL_DATA (or --real-data) to the real clips")
         return {}
-    root = Path(real)
-    splits = load_task(root, "12", progress=False)
-    noise = background_noise(root, "train")
-    print(
-        f"  {root}: task 12, speaker-disjoint split: "
-        + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
-        + f"; noise bank {noise.shape[0]} x 1 s (train-split _silence_ clips)"
-    )
-    results = {}
-    default = {"width": args.width, "epochs": args.epochs, "batch_size": args.batch_size,
-               "lr": args.lr}  # fmt: skip
-    runs = [("bcresnet", default, s) for s in range(args.seed, args.seed + args.seeds)]
-    for name in filter(None, (args.compare or "").split(",")):
-        runs.append((name, {"epochs": args.compare_epochs}, args.seed))
-    accs = []
-    for name, kw, seed in runs:
-        out = Path(args.out) / f"{name}_12_seed{seed}" if args.out else None
-        res = T.train_task(root, "12", name, splits=splits, noise=noise, device=device,
-                           out=out, resume=False, progress=args.progress, seed=seed,
-                           **kw)  # fmt: skip
-        m = res.metrics
-        if name == "bcresnet":
-            accs.append(m["test_accuracy"])
-        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in kw.items() if v is not None)
-        cmd = (f"python utils.py train --data $AUDIO_COURSE_REAL_DATA --task 12 --model {name} "
-               f"{flags} --seed {seed}")  # fmt: skip
-        print(
-            f"  {name} {m['model_kwargs']}: test accuracy {100 * m['test_accuracy']:.2f} % "
-            f"({m['n_test']} clips, unseen speakers), best val {100 * m['best_val_acc']:.2f} % "
-            f"(epoch {m['best_epoch']}), {m['params']:,} parameters, {m['epochs']} epochs in "
-            f"{m['train_seconds']:.0f} s, {m['samples_per_s']:.0f} samples/s (median epoch), "
-            f"{torch.get_num_threads()} thread(s)\n    command: {cmd}"
-        )
-        results[f"{name}_seed{seed}"] = {k: v for k, v in m.items() if k != "test"}
-    if len(accs) > 1:
-        mean, std = 100 * np.mean(accs), 100 * np.std(accs, ddof=1)
-        print(f"  default model over seeds {args.seed}-{args.seed + len(accs) - 1}: test "
-              f"accuracy {mean:.2f} ± {std:.2f} % (mean ± std)")  # fmt: skip
+    splits = load_task(args.real, "12", progress=False)
+    noise = background_noise(args.real, "train")
+    print(f"  {args.real}: task 12, " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
+          + f"; noise bank {noise.shape[0]} x 1 s")
+    if args.folds > 1:
+        return _cross_validate(args, device, _pool(splits["train"], splits["validation"]), noise)
+    results: dict[str, list[float]] = {"course default": [], "baseline": []}
+    for seed in range(args.seed, args.seed + args.seeds):  # the test split, once per seed
+        results["course default"].append(_course_model(
+            splits["train"], splits["test"], noise, seed, args, device, last_epoch=False))
+        tr, te = splits["train"], splits["test"]
+        model = baseline_kws.train_baseline(np.asarray(tr.audio), tr.labels, noise, 12, seed,
+                                            args.baseline_epochs)
+        results["baseline"].append(baseline_kws.accuracy(model, np.asarray(te.audio), te.labels))
+        print(f"  seed {seed}: course default {100 * results['course default'][-1]:.2f} %, "
+              f"baseline {100 * results['baseline'][-1]:.2f} % on {len(te)} test clips")
     return results
 
 
@@ -284,9 +319,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=1, help="(c): the default model for N seeds")
     ap.add_argument("--compile", action="store_true", help="torch.compile on CUDA in (b)")
-    ap.add_argument("--compare", default="", help="other models for (c), comma-separated")
-    ap.add_argument("--compare-epochs", type=int, default=None, help="default: their recipes")
-    ap.add_argument("--out", default=None, help="keep (c)'s checkpoints and metrics.json here")
+    ap.add_argument("--folds", type=int, default=0,
+                    help="(c): speaker-grouped cross-validation on train+validation (k folds)")
+    ap.add_argument("--baseline-epochs", type=int, default=None, help="default: its 40")
     ap.add_argument("--json", default=None, help="write every figure to this JSON file")
     ap.add_argument("--progress", action="store_true", help="progress bars in (c)")
     args = ap.parse_args()

@@ -124,37 +124,22 @@ def test_long_input_uses_the_loudest_second(tonenet):
     assert infer.predict(x, tonenet, SR)[0].word == "high"
 
 
-def test_loudest_window_matches_brute_force():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(5000) * np.linspace(0.1, 1, 5000) ** 3
-    x[1234:1334] *= 30
-    n = 700
-    brute = int(np.argmax([np.sum(x[i : i + n] ** 2) for i in range(len(x) - n + 1)]))
-    assert infer.loudest_window(x, n) == brute
-    assert infer.loudest_window(x[:500], n) == 0
-
-
-def test_predict_all_windows(tonenet):
+def test_every_window_without_smoothing(tonenet):
+    """stream(..., smooth_ms=hop_ms) gives the class probabilities of each 1-s window."""
     x = np.zeros(4 * SR, np.float32)
     x[:SR] += tone_word("low")
     x[int(2.5 * SR) : int(3.5 * SR)] += tone_word("high")
-    wins = infer.predict(x, tonenet, SR, top_k=2, mode="all", hop_ms=500)
-    assert [w.start_s for w in wins] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
-    assert all(w.end_s - w.start_s == 1.0 and len(w.top) == 2 for w in wins)
-    assert wins[0].top[0].word == "low" and wins[-2].top[0].word == "high"
-    assert wins[3].top[0].word == "_silence_"  # 1.5-2.5 s is empty
-    with pytest.raises(ValueError, match="mode"):
-        infer.predict(x, tonenet, SR, mode="middle")
+    times, post, _ = infer.stream(x, tonenet, SR, hop_ms=500, smooth_ms=500)
+    assert times.tolist() == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]  # window centres
+    top = [CLASSES[i] for i in post.argmax(axis=1)]
+    assert top[1] == "low" and top[6] == "high" and top[4] == "_silence_"  # 1.5-2.5 s is empty
 
 
-def test_model_forms_and_missing_classes(tonenet):
+def test_model_forms(tonenet):
     model, classes = tonenet
     x = tone_word("mid")
-    a = infer.predict(x, model, SR, classes=classes)
-    b = infer.predict(x, (model, {"classes": classes}), SR)
-    c = infer.predict(x, (model, classes), SR)
-    assert a == b == c
-    with pytest.raises(ValueError, match="classes"):
+    assert infer.predict(x, (model, {"classes": classes}), SR) == infer.predict(x, tonenet, SR)
+    with pytest.raises(TypeError, match="class names"):
         infer.predict(x, model, SR)
     with pytest.raises(FileNotFoundError):
         infer.predict(x, "no/such/checkpoint.pt", SR)
@@ -232,7 +217,7 @@ def test_make_sentence_places_words_where_truth_says():
 def test_stream_finds_every_tone_word_in_batches(tonenet):
     audio, truth = _tone_sentence()
     model = CountingModule(tonenet[0])
-    res = infer.stream(audio, model, CLASSES, SR, hop_ms=100, threshold=0.6, batch_size=64)
+    res = infer.stream(audio, (model, CLASSES), SR, hop_ms=100, threshold=0.6, batch_size=64)
     times, post, dets = res
     assert np.allclose(np.diff(times), 0.1) and times[0] == 0.0
     assert times[-1] >= len(audio) / SR - 0.1
@@ -243,8 +228,7 @@ def test_stream_finds_every_tone_word_in_batches(tonenet):
     assert [d.word for d in dets] == keywords
     scores = infer.detection_scores(dets, truth, tolerance=0.25)
     assert (scores.precision, scores.recall, scores.f1) == (1.0, 1.0, 1.0)
-    p, r, f1 = scores
-    assert (p, r, f1) == (1.0, 1.0, 1.0) and scores.tp == 9 and "precision 100.0 %" in str(scores)
+    assert scores.tp == 9 and "precision=1.0" in str(scores)
 
 
 def test_stream_threshold_and_refractory(tonenet):
@@ -268,17 +252,17 @@ def test_stream_resamples_and_accepts_paths(tmp_path, tonenet):
 def test_detection_scores_counts():
     truth = [("yes", 1.0, 1.5), ("no", 3.0, 3.4), ("_unknown_", 5.0, 5.5), ("yes", 7.0, 7.5)]
     dets = [
-        infer.Detection("yes", 1.2, 0.9),  # hit
-        infer.Detection("yes", 1.4, 0.8),  # second fire on the same word: false alarm
-        infer.Detection("no", 3.7, 0.9),  # late but within tolerance 0.5: hit
-        infer.Detection("yes", 5.2, 0.7),  # fires on the unknown word: false alarm
+        ("yes", 1.2, 0.9),  # hit
+        ("yes", 1.4, 0.8),  # second fire on the same word: false alarm
+        ("no", 3.7, 0.9),  # late but within tolerance 0.5: hit
+        ("yes", 5.2, 0.7),  # fires on the unknown word: false alarm
     ]  # the 'yes' at 7 s is missed
     s = infer.detection_scores(dets, truth, tolerance=0.5)
     assert (s.tp, s.fp, s.fn) == (2, 2, 1)
-    assert s.precision == 0.5 and s.recall == pytest.approx(2 / 3)
-    assert s.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert s.precision == 0.5 and s.recall == pytest.approx(2 / 3, abs=1e-3)  # rounded to 0.001
+    assert s.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3), abs=1e-3)
     assert infer.detection_scores(dets, truth, tolerance=0.1).tp == 1
-    assert tuple(infer.detection_scores([], truth)) == (0.0, 0.0, 0.0)
+    assert tuple(infer.detection_scores([], truth))[:3] == (0.0, 0.0, 0.0)
 
 
 def test_plot_stream_is_labelled(tonenet):
@@ -287,12 +271,8 @@ def test_plot_stream_is_labelled(tonenet):
     matplotlib.use("Agg")
     audio, truth = _tone_sentence()
     res = infer.stream(audio, tonenet, sample_rate=SR)
-    fig = infer.plot_stream(res, CLASSES, truth=truth, audio=audio, threshold=0.6)
-    for ax in fig.axes:
-        assert ax.get_ylabel()
-    assert fig.axes[-1].get_xlabel() == "time (s)"
-    fig2 = infer.plot_prediction(tone_word("mid"), np.array([0, 0, 0.1, 0.8, 0.1]), CLASSES)
-    assert all(ax.get_xlabel() for ax in fig2.axes[:3])
+    fig = infer.plot_stream(res, CLASSES, truth=truth, threshold=0.6)
+    assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel() == "time (s)"
     import matplotlib.pyplot as plt
 
     plt.close("all")
@@ -304,21 +284,34 @@ def test_plot_stream_is_labelled(tonenet):
 @pytest.mark.parametrize(
     "cfg",
     [
-        dict(n_fft=480, hop_length=160),
+        dict(n_fft=400, hop_length=200),
         dict(n_fft=512, win_length=400, hop_length=160),
-        dict(n_fft=400, hop_length=200, power=1.0),
         dict(n_fft=256, hop_length=128, center=False),
-        dict(n_fft=256, hop_length=100, normalized=True),
     ],
 )
 def test_conv_spectrogram_matches_torch_stft(cfg):
     spec = torchaudio.transforms.Spectrogram(**cfg)
-    conv = infer.ConvSpectrogram(spec)
+    conv = infer._ConvSpectrogram(spec)
     x = 0.3 * torch.randn(3, SR, generator=torch.Generator().manual_seed(0))
     ref, got = spec(x), conv(x)
     assert got.shape == ref.shape
     assert (got - ref).abs().max() <= 1e-4 * ref.abs().max()
     assert conv(x[0]).shape == ref[0].shape  # 1-D input keeps its layout
+
+
+def test_every_frontend_exports_to_onnx(tmp_path):
+    """log-mel, MFCC and the dB spectrogram (with CNNet's adaptive pooling), classic exporter."""
+    from audiocourse.models import build_model, model_frontend
+    from audiocourse.train import Pipeline
+
+    x = 0.1 * torch.randn(3, SR, generator=torch.Generator().manual_seed(1))
+    for name in ("bcresnet", "mfcc1d_plus", "cnnet"):
+        pipe = Pipeline(model_frontend(name))
+        pipe.fit_normaliser(x)
+        module = pipe.infer_module(build_model(name, 12)).eval()
+        onnx_file = infer._export(module, tmp_path / f"{name}.onnx", list("abcdefghijkl"), "legacy")
+        parity = infer._check_parity(module, x.numpy(), {"onnx": onnx_file})
+        assert all(d["logits"] < 1e-3 for d in parity.values()), (name, parity)
 
 
 def _bcresnet_module() -> tuple[nn.Module, list[str]]:
@@ -337,18 +330,20 @@ def test_export_parity_torchscript_and_onnx(tmp_path, tonenet):
     clips = np.stack([tone_word(w) for w in FREQS] + [0.1 * rng.standard_normal(SR)] * 2)
     for name, (module, classes) in {"tonenet": tonenet, "bcresnet": _bcresnet_module()}.items():
         out = tmp_path / name
-        ts = infer.export_torchscript(module, out / "m.pt")
-        ox = infer.export_onnx(module, out / "m.onnx", classes)
-        parity = infer.check_parity(module, clips.astype(np.float32), ts, ox)
+        out.mkdir()
+        ts = infer._export(module, out / "m.pt", classes)
+        ox = infer._export(module, out / "m.onnx", classes)
+        files = {"torchscript": ts, "onnx": ox}
+        parity = infer._check_parity(module, clips.astype(np.float32), files)
         assert set(parity) == {"pytorch conv-STFT", "torchscript", "onnxruntime"}
         for runtime, d in parity.items():
             assert d["logits"] < 1e-3, (name, runtime, d)
             assert d["probs"] < 1e-5, (name, runtime, d)
             assert d["top1_agreement"] == 1.0
-        sess = infer.onnx_session(ox)  # the batch axis is dynamic
+        onnx_run = infer._runtimes(module, {"onnx": ox})["onnxruntime"]  # the batch is dynamic
         for b in (1, 5):
             x = np.repeat(clips[:1], b, axis=0).astype(np.float32)
-            assert sess.run(None, {"audio": x})[0].shape == (b, len(classes))
+            assert onnx_run(x).shape == (b, len(classes))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.load is deprecated in torch 2.11
             scripted = torch.jit.load(str(ts))
@@ -363,10 +358,10 @@ def test_export_parity_torchscript_and_onnx(tmp_path, tonenet):
 def test_parity_check_detects_a_broken_export(tmp_path, tonenet):
     """A model that differs from the exported one is caught: the parity check can fail."""
     module, classes = tonenet
-    ox = infer.export_onnx(module, tmp_path / "m.onnx", classes)
+    ox = infer._export(module, tmp_path / "m.onnx", classes)
     other = ToneNet().eval()
     other.b[1] = 30.0  # 'unknown' wins everywhere
-    d = infer.check_parity(other, np.stack([tone_word("mid")]), onnx_path=ox)["onnxruntime"]
+    d = infer._check_parity(other, np.stack([tone_word("mid")]), {"onnx": ox})["onnxruntime"]
     assert d["logits"] > 1 and d["top1_agreement"] == 0.0
 
 
@@ -382,25 +377,24 @@ def test_export_model_writes_card(tmp_path, tonenet):
         "metrics": {"test_accuracy": 0.875, "n_test": 40, "params": 0},
     }
     clips = np.stack([tone_word(w) for w in FREQS])
-    rep = infer.export_model(
-        tonenet, tmp_path / "exp", meta=meta, parity_audio=clips, latency_runs=3
-    )
+    model = (tonenet[0], meta)
+    rep = infer.export_model(model, tmp_path / "exp", parity_audio=clips, latency_runs=3)
     assert rep.files["onnx"].is_file() and rep.files["torchscript"].is_file()
     assert set(rep.latency) >= {"pytorch eager", "torchscript", "onnxruntime"}
     assert all(v["median_ms"] > 0 for k, v in rep.latency.items() if k != "machine")
     card = __import__("json").loads(rep.card_json.read_text())
-    assert card["classes"] == CLASSES and card["metrics"]["test_accuracy"] == 0.875
+    assert card["model"]["classes"] == CLASSES and card["metrics"]["test_accuracy"] == 0.875
     assert card["training_data"]["synthetic"] is True
     assert any("SYNTHETIC" in x for x in card["known_limits"])
     assert card["features"]["inside_graph"] is True
     assert set(card["parity_max_abs_diff"]) == set(rep.parity)
     md = rep.card_md.read_text()
     assert "87.50 %" in md and "SYNTHETIC" in md and "## Known limits" in md
-    assert "parity" in rep.summary() and "latency" in rep.summary()
+    assert "Parity" in rep.summary() and "latency" in rep.summary()
     real = tmp_path / "speech_commands_v0.02"
     real.mkdir()
     (real / ".complete").write_text("{}")  # the downloader's marker: not a sign of synthetic data
-    card2 = infer.model_card({**meta, "config": {"data": str(real)}, "metrics": {}})
+    card2 = infer._model_card({**meta, "config": {"data": str(real)}, "metrics": {}}, {}, {}, {})
     assert card2["training_data"]["synthetic"] is False
     assert not any("SYNTHETIC" in x for x in card2["known_limits"])
     assert any("unmeasured" in x for x in card2["known_limits"])
