@@ -25,7 +25,8 @@ __all__ = ["main"]
 def _cmd_download(args: argparse.Namespace) -> int:
     if args.url and not args.sha256:
         raise ValueError("--url needs --sha256 so that the archive can be verified")
-    path = download_dataset(args.dataset, args.root, url=args.url, sha256=args.sha256)
+    name = None if args.url and args.dataset == "speech_commands_v0.02" else args.dataset
+    path = download_dataset(name, args.root, url=args.url, sha256=args.sha256)
     print(f"dataset ready: {path}")
     return 0
 
@@ -115,7 +116,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("download", help="download and verify a dataset (resumable)")
-    p.add_argument("--dataset", default="speech_commands_v0.02", choices=list(DATASETS))
+    p.add_argument("--dataset", default="speech_commands_v0.02",
+                   help=f"{', '.join(DATASETS)}, or the folder name of --url's archive")
     p.add_argument("--root", type=Path, default=None, help="parent folder (default: data/)")
     p.add_argument("--url", default=None, help="download this archive instead (same layout)")
     p.add_argument("--sha256", default=None, help="expected SHA-256 of --url's archive")
