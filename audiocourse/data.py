@@ -13,9 +13,11 @@ import os
 import re
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -36,7 +38,7 @@ from .env import data_dir, use_drive
 __all__ = [
     "SAMPLE_RATE", "CLIP_SAMPLES", "COMMANDS_10", "TASKS", "AudioError", "Clip", "SplitData",
     "load_audio", "resample", "fix_length", "which_set", "build_index", "load_split", "load_task",
-    "background_noise", "resolve_dataset",
+    "background_noise", "resolve_dataset", "subset_split", "leaky_split_data", "speaker_overlap",
 ]  # fmt: skip
 
 _UNKNOWN, _SILENCE, _NOISE_DIR = "_unknown_", "_silence_", "_background_noise_"
@@ -421,6 +423,59 @@ def load_task(root: str | Path, task: str, **kwargs) -> dict[str, SplitData]:
 
     Keywords go to :func:`load_split`, e.g. ``words=["yes", "no"]`` (task "all"), ``noise_dir=``."""
     return {s: load_split(root, task, s, **kwargs) for s in _SPLITS}
+
+
+# ------------------------------------------------------------- subsets and the leaky split (03)
+
+
+def speaker_overlap(train_speakers: Sequence[str], test_speakers: Sequence[str]) -> dict[str, Any]:
+    """How much a test set leaks: its speakers and clips also heard in training (notebook 03)."""
+    train, test = set(train_speakers), set(test_speakers)
+    seen_clips, n = sum(s in train for s in test_speakers), len(test_speakers)
+    return {
+        "test_clips": n,
+        "test_clips_seen_speaker": int(seen_clips),
+        "fraction_clips": seen_clips / n if n else 0.0,
+        "test_speakers": len(test),
+        "test_speakers_seen": len(test & train),
+        "fraction_speakers": len(test & train) / len(test) if test else 0.0,
+    }
+
+
+def subset_split(split: SplitData, indices: Sequence[int] | np.ndarray) -> SplitData:
+    """The rows ``indices`` of a ``SplitData`` as a new in-memory ``SplitData`` (notebook 03)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    return SplitData(np.ascontiguousarray(split.audio[idx]), np.asarray(split.labels)[idx],
+                     list(split.classes), [split.paths[i] for i in idx],
+                     [split.speakers[i] for i in idx], split.split)  # fmt: skip
+
+
+def _random_split_indices(n: int, fractions=(0.8, 0.2), seed: int | None = None):
+    """Indices of ``torch.utils.data.random_split(range(n), fractions)``: the original's split."""
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    parts = torch.utils.data.random_split(range(n), list(fractions), generator=gen)
+    return [np.asarray(p.indices, dtype=np.int64) for p in parts]
+
+
+def leaky_split_data(
+    splits: dict[str, SplitData], fractions: Sequence[float] = (0.8, 0.2), seed: int | None = None
+) -> tuple[SplitData, SplitData]:
+    """All clips pooled and split clip by clip, as the original did (notebook 03).
+
+    The same speaker's clips land on both sides: only for measuring the leak, never for real
+    evaluation (``seed=None`` draws from the global RNG, as the original).
+    """
+    parts = list(splits.values())
+    if any(list(p.classes) != list(parts[0].classes) for p in parts):
+        raise ValueError("all splits must have the same classes")
+    pool = SplitData(np.concatenate([np.asarray(p.audio) for p in parts]),
+                     np.concatenate([np.asarray(p.labels) for p in parts]), list(parts[0].classes),
+                     [x for p in parts for x in p.paths], [x for p in parts for x in p.speakers],
+                     "pool")  # fmt: skip
+    train_idx, test_idx = _random_split_indices(len(pool), fractions, seed)
+    train, test = subset_split(pool, train_idx), subset_split(pool, test_idx)
+    train.split, test.split = "train (leaky)", "test (leaky)"
+    return train, test
 
 
 # ---------------------------------------------------------------------- dataset names (01)

@@ -4,8 +4,7 @@ Microsoft Learn trains its CNN from PNGs: ``ImageFolder`` over one folder per cl
 image loaded as RGB and resized to 201 x 81, then an unseeded ``random_split`` 80/20. This
 module reproduces that route with Pillow (no torchvision) so the course can run, time and fix
 it: :class:`SpectrogramImageFolder` reads what ``features.export_spectrogram_pngs`` writes,
-:func:`pixels_from_audio` computes the same pixels in memory, and :func:`leaky_split_data`
-re-creates the original's speaker-leaking split to measure the leak.
+:func:`pixels_from_audio` computes the same pixels in memory.
 """
 
 from __future__ import annotations
@@ -20,13 +19,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .data import SplitData
 from .features import DbSpectrogram, export_spectrogram_pngs
 
-__all__ = [
-    "SpectrogramImageFolder", "image_loader", "export_split_images", "pixels_from_audio",
-    "leaky_split_data", "speaker_overlap", "subset_split",
-]  # fmt: skip
+__all__ = ["SpectrogramImageFolder", "image_loader", "export_split_images", "pixels_from_audio"]
 
 _MODES = ("original", "fixed")
 _ORIGINAL_SIZE = (201, 81)  # the original's Resize((201, 81)): (frequency bins, frames)
@@ -169,56 +164,3 @@ def pixels_from_audio(
         px = (px.round_() if quantize else px).clamp_(0, 255).div_(255.0)
         out.append((px.flip(-2) if highest_first else px).cpu())
     return torch.cat(out)
-
-
-# --- splits (data, not images: to move next to data.load_task) ---------------------------------
-
-
-def speaker_overlap(train_speakers: Sequence[str], test_speakers: Sequence[str]) -> dict[str, Any]:
-    """How much a test set leaks: its speakers and clips also heard in training (notebook 03)."""
-    train, test = set(train_speakers), set(test_speakers)
-    seen_clips, n = sum(s in train for s in test_speakers), len(test_speakers)
-    return {
-        "test_clips": n,
-        "test_clips_seen_speaker": int(seen_clips),
-        "fraction_clips": seen_clips / n if n else 0.0,
-        "test_speakers": len(test),
-        "test_speakers_seen": len(test & train),
-        "fraction_speakers": len(test & train) / len(test) if test else 0.0,
-    }
-
-
-def subset_split(split: SplitData, indices: Sequence[int] | np.ndarray) -> SplitData:
-    """The rows ``indices`` of a ``SplitData`` as a new in-memory ``SplitData`` (notebook 03)."""
-    idx = np.asarray(indices, dtype=np.int64)
-    return SplitData(np.ascontiguousarray(split.audio[idx]), np.asarray(split.labels)[idx],
-                     list(split.classes), [split.paths[i] for i in idx],
-                     [split.speakers[i] for i in idx], split.split)  # fmt: skip
-
-
-def _random_split_indices(n: int, fractions=(0.8, 0.2), seed: int | None = None):
-    """Indices of ``torch.utils.data.random_split(range(n), fractions)``: the original's split."""
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    parts = torch.utils.data.random_split(range(n), list(fractions), generator=gen)
-    return [np.asarray(p.indices, dtype=np.int64) for p in parts]
-
-
-def leaky_split_data(
-    splits: dict[str, SplitData], fractions: Sequence[float] = (0.8, 0.2), seed: int | None = None
-) -> tuple[SplitData, SplitData]:
-    """All clips pooled and split clip by clip, as the original did (notebook 03).
-
-    The same speaker's clips land on both sides: only for measuring the leak, never for real
-    evaluation (``seed=None`` draws from the global RNG, as the original).
-    """
-    parts = list(splits.values())
-    if any(list(p.classes) != list(parts[0].classes) for p in parts):
-        raise ValueError("all splits must have the same classes")
-    pool = SplitData(np.concatenate([np.asarray(p.audio) for p in parts]),
-                     np.concatenate([np.asarray(p.labels) for p in parts]), list(parts[0].classes),
-                     [x for p in parts for x in p.paths], [x for p in parts for x in p.speakers],
-                     "pool")  # fmt: skip
-    train_idx, test_idx = _random_split_indices(len(pool), fractions, seed)
-    train, test = subset_split(pool, train_idx), subset_split(pool, test_idx)
-    train.split, test.split = "train (leaky)", "test (leaky)"
-    return train, test

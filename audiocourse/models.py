@@ -1,13 +1,8 @@
-"""The course's classifiers and their one registry (notebooks 03, 04 and 05).
+"""The course's classifiers and their one registry, name -> (model, frontend) (notebooks 03-05).
 
-Models take FEATURES, not waveforms: the registry names the frontend each one expects::
-
-    model = build_model("cnnet", n_classes=2)
-    feature = model_frontend("cnnet")   # {'kind': 'spectrogram', 'n_fft': 400, 'hop_length': 200}
-
-2-D models take ``(B, F, T)`` or ``(B, 1, F, T)``; 1-D models ``(B, C, T)`` with the MFCC
-coefficients as channels. All return raw logits, except :class:`CNNetOriginal`, which returns
-log-probabilities like the original.
+Models take features, not waveforms: ``model_frontend(name)`` is the feature config each one
+expects. 2-D models take ``(B, F, T)``, 1-D models ``(B, C, T)`` with the MFCC coefficients as
+channels; all return logits, except :class:`CNNetOriginal` (log-probabilities, as published).
 """
 
 from __future__ import annotations

@@ -21,15 +21,8 @@ from matplotlib.figure import Figure
 from .features import DbSpectrogram, LogMel, Mfcc
 
 __all__ = [
-    "plot_waveform",
-    "plot_waveforms",
-    "plot_sampling",
-    "plot_spectrum",
-    "plot_spectrogram",
-    "plot_mel_filterbank",
-    "plot_feature_trio",
-    "plot_png_grid",
-    "mel_band_centres",
+    "plot_waveform", "plot_waveforms", "plot_sampling", "plot_spectrum", "plot_spectrogram",
+    "plot_mel_filterbank", "plot_feature_trio", "plot_png_grid", "mel_band_centres"
 ]
 
 

@@ -1,14 +1,8 @@
 """Training: the batch pipeline, the one loop, checkpoints, evaluation, recipes (notebooks 03-05).
 
-The loop a learner would write, plus what a long run in Colab needs::
-
-    pipe = Pipeline({"kind": "logmel", "n_mels": 40}, noise=background_noise(root))
-    history = fit(model, splits["train"], splits["validation"], pipeline=pipe, epochs=30,
-                  checkpoint_dir="runs/kws")            # resumes if runs/kws/last.pt exists
-    result = evaluate(model, splits["test"], pipe)    # accuracy, per-class figures, confusion
-
-The cached int16 split moves to the device once; every batch is augmented and turned into
-features there (no DataLoader decoding WAV files every epoch).
+The loop a learner would write (``train_one_epoch``, ``validate``, ``save_checkpoint``,
+``resume_checkpoint``), plus what a long Colab run needs; the cached int16 split moves to the
+device once and every batch is augmented and turned into features there.
 """
 
 from __future__ import annotations
@@ -45,28 +39,15 @@ from .features import (
 from .models import build_model, model_frontend
 
 __all__ = [
-    "Pipeline",
-    "amp_dtype",
-    "fit",
-    "evaluate",
-    "record_test",
-    "load_checkpoint",
-    "load_model",
-    "plot_history",
-    "plot_confusion",
-    "count_parameters",
-    "model_summary",
-    "RECIPES",
-    "default_recipe",
-    "train_task",
-]
+    "Pipeline", "amp_dtype", "fit", "evaluate", "record_test", "load_checkpoint", "load_model",
+    "plot_history", "plot_confusion", "count_parameters", "model_summary", "RECIPES",
+    "default_recipe", "train_task",
+]  # fmt: skip
 
 LAST, BEST = "last.pt", "best.pt"
 _SPEC_AUGMENT = {"freq_masks": 2, "freq_width": 5, "time_masks": 2, "time_width": 20}
 
-# ------------------------------------------------------------------------------------------------
-# The batch pipeline (notebook 05)
-# ------------------------------------------------------------------------------------------------
+# --- The batch pipeline (notebook 05) ------------------------------------------------------------
 
 
 class Normaliser(nn.Module):
@@ -115,11 +96,6 @@ class Pipeline(nn.Module):
                         "spec_augment": sa}
         self.register_buffer("noise", torch.zeros(0, 0), persistent=False)
         self.set_noise(noise)
-
-    @classmethod
-    def for_model(cls, name: str, model_kwargs: dict | None = None, **kwargs: Any) -> Pipeline:
-        """A pipeline with the frontend that model ``name`` expects (notebook 05)."""
-        return cls(model_frontend(name, **(model_kwargs or {})), **kwargs)
 
     def set_noise(self, noise: np.ndarray | Tensor | None) -> None:
         """Replace the noise bank, ``(K, samples)`` float or int16; ``None`` disables it."""
@@ -199,9 +175,7 @@ class Pipeline(nn.Module):
         return nn.Sequential(parts)
 
 
-# ------------------------------------------------------------------------------------------------
-# Batches on the device, history, metrics
-# ------------------------------------------------------------------------------------------------
+# --- Batches on the device, history, metrics -----------------------------------------------------
 
 
 class _Source:
@@ -372,9 +346,7 @@ def evaluate(
                       float(F.cross_entropy(logits, labels)), getattr(data, "paths", None))
 
 
-# ------------------------------------------------------------------------------------------------
-# Checkpoints: everything a killed run needs to go on exactly where it stopped
-# ------------------------------------------------------------------------------------------------
+# --- Checkpoints: everything a killed run needs to go on exactly where it stopped ----------------
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -442,9 +414,7 @@ def _set_rng_state(state: dict[str, Any], gens: Sequence[torch.Generator]) -> No
         g.set_state(s)
 
 
-# ------------------------------------------------------------------------------------------------
-# The loop (notebooks 03-05): train_one_epoch, validate, save, resume
-# ------------------------------------------------------------------------------------------------
+# --- The loop (notebooks 03-05): train_one_epoch, validate, save, resume -------------------------
 
 
 def _make_optimizer(model: nn.Module, name: str, lr: float, wd: float) -> torch.optim.Optimizer:
@@ -481,6 +451,25 @@ class _Run:
     history: History = field(default_factory=History)
     best: tuple[float, int] = (-math.inf, 0)  # (validation accuracy, epoch)
     best_state: dict[str, Tensor] | None = None
+
+    @classmethod
+    def start(cls, model: nn.Module, pipeline: Pipeline | None, plan: dict, meta: dict) -> _Run:
+        dev, dtype = _model_device(model), amp_dtype(torch.device(plan["device"]), plan["amp"])
+        opt = _make_optimizer(model, plan["optimizer"], plan["lr"], plan["weight_decay"])
+        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)  # fp16 only
+        gens = (torch.Generator().manual_seed(plan["seed"]),
+                torch.Generator(device=dev).manual_seed(plan["seed"] + 1))
+        return cls(model, pipeline, plan, meta, opt, scaler, gens)
+
+    def record(self, rec: dict[str, Any]) -> bool:
+        """Append an epoch; True (and its weights kept) if it is the best so far."""
+        self.history.append(rec)
+        score = rec.get("val_acc", -rec["train_loss"])  # no validation: the lowest loss
+        if score <= self.best[0]:
+            return False
+        self.best = (score, rec["epoch"])
+        self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        return True
 
 
 def train_one_epoch(run: _Run, src: _Source, epoch: int, progress: bool = True) -> dict[str, Any]:
@@ -521,6 +510,14 @@ def train_one_epoch(run: _Run, src: _Source, epoch: int, progress: bool = True) 
             "samples_per_s": seen / seconds}
 
 
+def validate(run: _Run, src: _Source) -> dict[str, float]:
+    """Validation loss and accuracy of the model as it is now (eval mode, no augmentation)."""
+    dtype = amp_dtype(src.device, run.plan["amp"])
+    logits, labels = _logits(run.model, src, run.pipeline, dtype)
+    return {"val_loss": float(F.cross_entropy(logits, labels)),
+            "val_acc": float((logits.argmax(1) == labels).double().mean())}
+
+
 def _checkpoint(run: _Run, epoch: int) -> dict[str, Any]:
     best_acc, best_epoch = run.best
     pipe = run.pipeline
@@ -534,6 +531,7 @@ def _checkpoint(run: _Run, epoch: int) -> dict[str, Any]:
 
 def save_checkpoint(run: _Run, ckdir: Path, epoch: int, improved: bool) -> None:
     """``best.pt`` at a new best, then ``last.pt`` with optimizer, scaler and RNG states."""
+    ckdir.mkdir(parents=True, exist_ok=True)
     if improved:  # best first: a crash in between is repaired by the re-run epoch
         _atomic_save(_checkpoint(run, epoch), ckdir / BEST)
     state = {"optimizer": run.opt.state_dict(), "scaler": run.scaler.state_dict(),
@@ -619,11 +617,7 @@ def fit(
     algorithms by timing). The model ends with the best-validation weights (``restore_best``).
     """
     device = torch.device(device) if device is not None else get_device()
-    torch.backends.cudnn.benchmark = not deterministic
-    torch.backends.cudnn.deterministic = deterministic
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - the legacy global state that user code may use
-    torch.manual_seed(seed)
+    _seed_everything(seed, deterministic)
     src, val_src = _Source(train, device), _Source(val, device) if val is not None else None
     if pipeline is None and src.iterable is None and not src.x.is_floating_point():
         pipeline = Pipeline()  # int16 waveforms need features
@@ -636,33 +630,17 @@ def fit(
     meta = {"model_name": model_name or getattr(model, "model_name", None),
             "model_kwargs": dict(model_kwargs or {}), "run_config": dict(config or {}),
             "classes": list(classes or getattr(train, "classes", None) or []) or None}
-    dtype = amp_dtype(device, amp)
-    run = _Run(model.to(device), pipeline, plan, meta,
-               _make_optimizer(model, optimizer, lr, weight_decay),
-               torch.amp.GradScaler("cuda", enabled=dtype == torch.float16),
-               (torch.Generator().manual_seed(seed),
-                torch.Generator(device=device).manual_seed(seed + 1)))
-    ckdir = Path(checkpoint_dir).expanduser() if checkpoint_dir is not None else None
-    start = 0
-    if ckdir is not None:
-        ckdir.mkdir(parents=True, exist_ok=True)
-        start = resume_checkpoint(run, ckdir) if resume else 0
-        if start and progress:
-            print(f"resumed from {ckdir / LAST} after epoch {start}/{epochs}")
+    run = _Run.start(model.to(device), pipeline, plan, meta)
+    ckdir, start = Path(checkpoint_dir).expanduser() if checkpoint_dir else None, 0
+    if ckdir is not None and resume and (start := resume_checkpoint(run, ckdir)) and progress:
+        print(f"resumed from {ckdir / LAST} after epoch {start}/{epochs}")
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
         rec = train_one_epoch(run, src, epoch, progress)
         if val_src is not None:
-            logits, labels = _logits(model, val_src, pipeline, dtype)
-            rec["val_loss"] = float(F.cross_entropy(logits, labels))
-            rec["val_acc"] = float((logits.argmax(1) == labels).double().mean())
+            rec.update(validate(run, val_src))
         rec["seconds"] = time.perf_counter() - t0
-        run.history.append(rec)
-        score = rec.get("val_acc", -rec["train_loss"])  # no validation: the lowest loss
-        improved = score > run.best[0]
-        if improved:
-            run.best = (score, epoch + 1)
-            run.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        improved = run.record(rec)
         if ckdir is not None:
             save_checkpoint(run, ckdir, epoch + 1, improved)
         if progress:
@@ -673,19 +651,24 @@ def fit(
     return run.history
 
 
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    torch.backends.cudnn.benchmark = not deterministic  # autotuning picks kernels by timing
+    torch.backends.cudnn.deterministic = deterministic
+    random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - the legacy global state that user code may use
+    torch.manual_seed(seed)
+
+
 def _print_epoch(rec: dict[str, Any], epochs: int, improved: bool) -> None:
-    val = ""
-    if "val_acc" in rec:
-        val = f" | val loss {rec['val_loss']:.4f} acc {100 * rec['val_acc']:.2f}%"
+    has_val = rec.get("val_acc") is not None
+    val = f" | val loss {rec['val_loss']:.4f} acc {100 * rec['val_acc']:.2f}%" if has_val else ""
     tqdm.write(f"epoch {rec['epoch']:>3}/{epochs} | train loss {rec['train_loss']:.4f} acc "
                f"{100 * rec['train_acc']:.2f}%{val} | lr {rec['lr']:.2e} | "
                f"{rec['train_seconds']:.1f} s ({rec['samples_per_s']:.0f} samples/s)"
                f"{' *' if improved else ''}")
 
 
-# ------------------------------------------------------------------------------------------------
-# Looking at a model and its training (notebook 03)
-# ------------------------------------------------------------------------------------------------
+# --- Looking at a model and its training (notebook 03) -------------------------------------------
 
 
 def plot_history(history: Sequence[dict], title: str | None = None) -> plt.Figure:
@@ -741,9 +724,7 @@ def model_summary(model: nn.Module, input_size: Sequence[int], depth: int = 3) -
                    device=_model_device(model), verbose=0)
 
 
-# ------------------------------------------------------------------------------------------------
-# Recipes and the one-call training of notebook 05, the CLI and the benchmarks
-# ------------------------------------------------------------------------------------------------
+# --- Recipes and the one-call training of notebook 05, the CLI and the benchmarks ----------------
 
 #: Default training settings per model (what ``python utils.py train`` uses unless overridden).
 RECIPES: dict[str, dict[str, Any]] = {

@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -46,10 +45,12 @@ from _machine import busy, load_report, threads_for  # noqa: E402
 
 from audiocourse import train as T  # noqa: E402
 from audiocourse.data import (  # noqa: E402
+    SplitData,
     background_noise,
     load_split,
     load_task,
     resolve_dataset,
+    subset_split,
 )
 from audiocourse.env import env_report, get_device  # noqa: E402
 from audiocourse.features import export_spectrogram_pngs_matplotlib  # noqa: E402
@@ -219,19 +220,12 @@ def part_b(args: argparse.Namespace, device: torch.device) -> dict:
     return out
 
 
-def _take(split, idx: np.ndarray) -> SimpleNamespace:
-    """Rows ``idx`` of a split (or of a pool of splits), as the training code accepts it."""
-    return SimpleNamespace(audio=np.asarray(split.audio)[idx], labels=split.labels[idx],
-                           classes=split.classes, paths=[split.paths[i] for i in idx])
-
-
-def _pool(*splits) -> SimpleNamespace:
+def _pool(*splits: SplitData) -> SplitData:
     """Several splits of one task as one pool (cross-validation draws its folds from it)."""
-    return SimpleNamespace(
-        audio=np.concatenate([np.asarray(s.audio) for s in splits]),
-        labels=np.concatenate([s.labels for s in splits]), classes=splits[0].classes,
-        paths=[p for s in splits for p in s.paths],
-        speakers=[p for s in splits for p in s.speakers])
+    return SplitData(np.concatenate([np.asarray(s.audio) for s in splits]),
+                     np.concatenate([s.labels for s in splits]), splits[0].classes,
+                     [p for s in splits for p in s.paths], [p for s in splits for p in s.speakers],
+                     "pool")
 
 
 def fold_of(speaker: str, k: int) -> int:
@@ -255,7 +249,8 @@ def _cross_validate(args, device, pool, noise) -> dict:
     folds = np.array([fold_of(s, args.folds) for s in pool.speakers])
     scores: dict[str, list[float]] = {"course default": [], "baseline": []}
     for f in range(args.folds):
-        tr, va = _take(pool, np.flatnonzero(folds != f)), _take(pool, np.flatnonzero(folds == f))
+        tr = subset_split(pool, np.flatnonzero(folds != f))
+        va = subset_split(pool, np.flatnonzero(folds == f))
         for seed in range(args.seed, args.seed + args.seeds):
             t0 = time.perf_counter()
             a = _course_model(tr, va, noise, seed, args, device, last_epoch=True)

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _machine import load_report, threads_for  # noqa: E402
 
-from audiocourse import images  # noqa: E402
+from audiocourse import data, images  # noqa: E402
 from audiocourse import train as T  # noqa: E402
 from audiocourse.data import background_noise, load_task, resolve_dataset  # noqa: E402
 from audiocourse.env import env_report, get_device  # noqa: E402
@@ -220,8 +220,8 @@ def part_leak(root: Path, args: argparse.Namespace, device: torch.device) -> lis
     classes = splits["train"].classes
     noise = background_noise(root, "train")
     rec, aug = _recipe("cnnet", args.epochs_fixed)
-    tr, te = images.leaky_split_data(splits, (0.8, 0.2), seed=seed)
-    leak = images.speaker_overlap(tr.speakers, te.speakers)
+    tr, te = data.leaky_split_data(splits, (0.8, 0.2), seed=seed)
+    leak = data.speaker_overlap(tr.speakers, te.speakers)
     print(
         f"\n== leaky random 80/20 split of all yes/no clips (notebook 03, 4.7): "
         f"{len(tr)} train / {len(te)} test"

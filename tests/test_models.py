@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from audiocourse import images, models
+from audiocourse import data, images, models
 from audiocourse.features import make_frontend
 from audiocourse.models import (
     CNNet,
@@ -308,15 +308,15 @@ def test_image_folder_errors(tmp_path):
 
 def test_leaky_split_mixes_speakers_and_disjoint_split_does_not():
     speakers = [f"s{i // 4}" for i in range(200)]  # 50 speakers, 4 clips each
-    train_idx, test_idx = images._random_split_indices(200, (0.8, 0.2), seed=0)
+    train_idx, test_idx = data._random_split_indices(200, (0.8, 0.2), seed=0)
     assert len(train_idx) == 160 and len(test_idx) == 40
     assert sorted(np.concatenate([train_idx, test_idx])) == list(range(200))
-    leak = images.speaker_overlap(np.take(speakers, train_idx), np.take(speakers, test_idx))
+    leak = data.speaker_overlap(np.take(speakers, train_idx), np.take(speakers, test_idx))
     assert leak["fraction_clips"] > 0.5  # most test clips come from speakers heard in training
     by_speaker = [i for i in range(200) if int(speakers[i][1:]) < 40]
     rest = [i for i in range(200) if int(speakers[i][1:]) >= 40]
-    clean = images.speaker_overlap(np.take(speakers, by_speaker), np.take(speakers, rest))
+    clean = data.speaker_overlap(np.take(speakers, by_speaker), np.take(speakers, rest))
     assert clean["test_clips_seen_speaker"] == 0
     # same seed -> same split
-    again = images._random_split_indices(200, (0.8, 0.2), seed=0)
+    again = data._random_split_indices(200, (0.8, 0.2), seed=0)
     assert again[1].tolist() == test_idx.tolist()
