@@ -30,7 +30,6 @@ from audiocourse.features import (  # noqa: F401
 )
 from audiocourse.plots import (  # noqa: F401
     plot_spectrum, plot_spectrogram, plot_mel_filterbank, plot_feature_trio, plot_png_grid,
-    mel_band_centres,
 )
 
 # 03 - a CNN on spectrogram images: splits as arrays, the image route, the one training loop

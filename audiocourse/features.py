@@ -531,22 +531,14 @@ def export_spectrogram_pngs(
 
 
 def _save_with_matplotlib(db: np.ndarray, path: Path, lo: float, hi: float) -> None:
-    fig = plt.figure(figsize=(db.shape[1] / 100, db.shape[0] / 100), dpi=100)
-    try:
-        ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
-        ax.imshow(db, origin="lower", cmap="gray", vmin=lo, vmax=hi, aspect="auto",
-                  interpolation="nearest")  # fmt: skip
-        ax.set_axis_off()
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
+    plt.imsave(path, db, cmap="gray", vmin=lo, vmax=hi, origin="lower")  # Microsoft Learn's way
 
 
 def export_spectrogram_pngs_matplotlib(
     audio: np.ndarray | Tensor, labels: np.ndarray | list[int], classes: list[str],
     out_dir: str | Path, **options: Any,
 ) -> dict[str, Any]:  # fmt: skip
-    """The slow way, for comparison: a matplotlib figure per file, clip by clip (notebook 02).
+    """Microsoft Learn's way, for comparison: ``plt.imsave`` clip by clip (notebook 02).
 
     Same images (as RGBA) and ``options`` as :func:`export_spectrogram_pngs`."""
     to_numpy = lambda db, lo, hi: db.cpu().numpy()

@@ -22,7 +22,7 @@ from .features import DbSpectrogram, LogMel, Mfcc
 
 __all__ = [
     "plot_waveform", "plot_waveforms", "plot_sampling", "plot_spectrum", "plot_spectrogram",
-    "plot_mel_filterbank", "plot_feature_trio", "plot_png_grid", "mel_band_centres"
+    "plot_mel_filterbank", "plot_feature_trio", "plot_png_grid",
 ]
 
 
@@ -142,7 +142,7 @@ def plot_spectrum(
     return _finish(ax, "frequency (Hz)", "magnitude (dB re full-scale sine)", title)
 
 
-def mel_band_centres(n_mels: int = 40, f_min: float = 20.0, f_max: float = 8000.0) -> np.ndarray:
+def _mel_band_centres(n_mels: int = 40, f_min: float = 20.0, f_max: float = 8000.0) -> np.ndarray:
     """Centre frequency in Hz of each (HTK) mel band, as :class:`LogMel` uses (notebook 02)."""
     mel = lambda f: 2595.0 * np.log10(1.0 + f / 700.0)
     mels = np.linspace(mel(f_min), mel(f_max), n_mels + 2)[1:-1]
@@ -180,7 +180,7 @@ def plot_spectrogram(
     im = ax.imshow(s, origin="lower", aspect="auto", extent=extent, cmap=cmap, vmin=vmin,
                    vmax=vmax, interpolation="nearest")  # fmt: skip
     if y_axis == "mel":
-        centres = mel_band_centres(rows, *mel_range)
+        centres = _mel_band_centres(rows, *mel_range)
         ticks = np.unique(np.linspace(0, rows - 1, min(rows, 6)).round().astype(int))
         ax.set_yticks(ticks, [f"{i} ({centres[i]:.0f})" for i in ticks])
     ax.figure.colorbar(im, ax=ax, label=cbar_label, pad=0.01)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_features.py [--dataset real|demo|PATH] [--device cuda]
 
-Prints clips/s for the batched Pillow export and the one-matplotlib-figure-per-file export (same
+Prints clips/s for the batched Pillow export and Microsoft Learn's plt.imsave-per-file export (same
 clips, same dB range), batched log-mel on the device vs a per-clip Python loop on the CPU (with
 PyTorch's default threads and with one thread), and the torchaudio-vs-librosa maximum difference.
 The machine's load average is printed first: on a shared machine it changes the numbers.

@@ -541,7 +541,7 @@ def test_plots_label_axes_use_origin_lower_and_leave_no_global_state(tmp_path):
 
 
 def test_mel_band_centres_match_torchaudio_filter_peaks():
-    from audiocourse.plots import mel_band_centres
+    from audiocourse.plots import _mel_band_centres as mel_band_centres
 
     fb = torchaudio.functional.melscale_fbanks(2049, 20.0, 8000.0, 40, SR, mel_scale="htk")
     peaks = fb.argmax(0).numpy() * (SR / 2) / 2048
