@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .bcresnet import BCResNet
 
-__all__ = ["CNNetOriginal", "CNNet", "MfccCnn1d",  "build_model", "model_frontend"]
+__all__ = ["CNNetOriginal", "CNNet", "MfccCnn1d", "build_model", "model_frontend"]
 
 
 def _as_image_batch(x: Tensor) -> Tensor:
@@ -35,37 +35,27 @@ def _as_sequence_batch(x: Tensor) -> Tensor:
 
 
 class CNNetOriginal(nn.Module):
-    """Microsoft Learn's spectrogram CNN exactly as published, bugs included (notebook 03).
+    """Microsoft Learn's spectrogram CNN as published, flaws included (notebook 03 writes it)."""
 
-    ``Conv2d(3, 32, 5) -> pool -> ReLU -> Conv2d(32, 64, 5) -> Dropout2d -> pool -> ReLU ->
-    Linear(51136, 50) -> ReLU -> dropout -> Linear(50, 2) -> ReLU -> log_softmax`` on a
-    3 x 201 x 81 image. Its flaws, each fixed in :class:`CNNet` and measured in notebook 03: a ReLU
-    on the logits (both clamped to 0 give exactly 50/50, loss ln 2 and no gradient);
-    log_softmax fed to CrossEntropyLoss (harmless, as log_softmax is idempotent, but the wrong
-    contract); one grey channel copied into three; a flatten size fixed to 201 x 81 holding 2.56 M
-    of its 2.6 M parameters; no normalisation anywhere.
-    """
-
-    def __init__(self, n_classes: int = 2, input_size: tuple[int, int] = (201, 81)) -> None:
+    def __init__(self, n_classes: int = 2) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(3, 32, kernel_size=5)
         self.conv2 = nn.Conv2d(32, 64, kernel_size=5)
         self.conv2_drop = nn.Dropout2d()
-        h, w = input_size
-        h, w = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2  # two (conv k5 + pool 2)
-        self.fc1 = nn.Linear(64 * h * w, 50)  # 64 * 47 * 17 = 51136 for 201 x 81
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(51136, 50)  # 64 channels x 47 x 17 positions: only 201 x 81 fits
         self.fc2 = nn.Linear(50, n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = _as_image_batch(x)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)  # flaw: the grey channel copied into RGB
+        if x.dim() == 3:  # (B, F, T) from the tensor route: add the channel axis
+            x = x.unsqueeze(1)
+        x = x.expand(-1, 3, -1, -1)  # one grey channel copied into RGB, as ImageFolder does
         x = F.relu(F.max_pool2d(self.conv1(x), 2))
         x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
-        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.fc1(self.flatten(x)))
         x = F.dropout(x, training=self.training)
-        x = F.relu(self.fc2(x))  # flaw: ReLU on the logits
-        return F.log_softmax(x, dim=1)  # flaw: CrossEntropyLoss will log_softmax again
+        x = F.relu(self.fc2(x))  # flaw: a ReLU on the logits
+        return F.log_softmax(x, dim=1)  # flaw: CrossEntropyLoss applies log_softmax again
 
 
 def _conv_bn(c_in: int, c_out: int, k: int, padding: int = 0) -> list[nn.Module]:
@@ -112,31 +102,23 @@ class CNNet(nn.Module):
 
 
 class MfccCnn1d(nn.Module):
-    """The plain 1-D CNN over MFCC frames of the course's second source (notebook 04).
+    """The source article's 1-D CNN over MFCC frames (notebook 04 writes it)."""
 
-    ``Conv1d(C, 64, 3) -> ReLU -> MaxPool1d(2) -> Flatten -> Linear(64 * T', 128) -> ReLU ->
-    Dropout(0.5) -> Linear(128, n_classes)``; the coefficients are the channels, ``C = n_mfcc *
-    (1 + deltas)``, and ``Flatten`` ties it to ``n_frames`` (101 for 1 s at a 10 ms hop).
-    """
-
-    def __init__(
-        self, n_classes: int = 10, n_mfcc: int = 13, deltas: int = 0, n_frames: int = 101
-    ) -> None:
+    def __init__(self, n_classes: int = 10, n_mfcc: int = 13, n_frames: int = 101) -> None:
         super().__init__()
-        t_out = (n_frames - 2) // 2
         self.net = nn.Sequential(
-            nn.Conv1d(n_mfcc * (1 + deltas), 64, 3),
-            nn.ReLU(inplace=True),
+            nn.Conv1d(n_mfcc, 64, kernel_size=3),  # the coefficients are the input channels
+            nn.ReLU(),
             nn.MaxPool1d(2),
-            nn.Flatten(),
-            nn.Linear(64 * t_out, 128),
-            nn.ReLU(inplace=True),
+            nn.Flatten(),  # ties the model to n_frames
+            nn.Linear(64 * ((n_frames - 2) // 2), 128),
+            nn.ReLU(),
             nn.Dropout(0.5),
-            nn.Linear(128, n_classes),
+            nn.Linear(128, n_classes),  # the article's softmax is folded into the loss
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(_as_sequence_batch(x))
+        return self.net(x.squeeze(1) if x.dim() == 4 else x)  # (B, 1, C, T) -> (B, C, T)
 
 
 class MfccCnn1dPlus(nn.Module):

@@ -60,7 +60,7 @@ from audiocourse.models import build_model, model_frontend  # noqa: E402
 
 ORIGINAL_RECIPE = {
     "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "schedule": "constant",
-    "warmup_epochs": 0, "label_smoothing": 0.0, "batch_size": 15,
+    "warmup_epochs": 0, "label_smoothing": 0.0, "batch_size": 15, "amp": False,  # fp32 as published
 }  # fmt: skip
 SOURCE_RECIPE_1D = {
     "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "constant",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,6 +97,31 @@ def test_log_softmax_into_cross_entropy_is_idempotent():
     y = torch.randint(0, 2, (8,))
     ce_twice = nn.functional.cross_entropy(torch.log_softmax(z, 1), y)
     torch.testing.assert_close(ce_twice, nn.functional.cross_entropy(z, y))
+
+
+def _class_ast(source: str, name: str) -> str:
+    """The class ``name`` in ``source`` as an AST dump without docstrings (comments never count)."""
+    tree = ast.parse(source)
+    cls = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == name)
+    for node in ast.walk(cls):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                and isinstance(first.value.value, str):  # fmt: skip
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(cls)
+
+
+@pytest.mark.parametrize("notebook, cls", [("03_cnn_spectrogram_images", CNNetOriginal),
+                                           ("04_mfcc_1d_cnn", MfccCnn1d)])  # fmt: skip
+def test_notebook_writes_the_same_class_as_the_module(notebook, cls):
+    """One source: the class the notebook writes in front of the learner is the module's."""
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / f"{notebook}.ipynb").read_text())
+    header = f"class {cls.__name__}(nn.Module):"
+    cells = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    written = [src for src in cells if header in src]
+    assert len(written) == 1, f"{notebook} should define {cls.__name__} in exactly one cell"
+    assert _class_ast(written[0], cls.__name__) == _class_ast(inspect.getsource(cls), cls.__name__)
 
 
 # ------------------------------------------------------------------------------ CNNet (fixed)
