@@ -213,6 +213,16 @@ def test_make_sentence_places_words_where_truth_says():
         assert np.sqrt(np.mean(seg**2)) > 3 * np.sqrt(np.mean(gap**2)), w  # the word is there
 
 
+def test_make_sentence_truth_span_on_a_noisy_clip():
+    """A clip 17 dB above its own noise: a -30 dB cut kept all 1 s; the span is the word's."""
+    rng = np.random.default_rng(0)
+    clip = (0.05 * rng.standard_normal(SR)).astype(np.float32)
+    clip[6000:10000] += 0.5 * np.sin(2 * np.pi * 440 * np.arange(4000) / SR).astype(np.float32)
+    _, [(word, start, end)] = infer.make_sentence([clip], ["yes"], gap_s=(0.5, 0.5))
+    assert word == "yes" and start == 0.5
+    assert 0.4 <= end - start <= 0.5  # 0.25 s of word + 0.1 s either side (frame rounding)
+
+
 def test_stream_finds_every_tone_word_in_batches(tonenet):
     audio, truth = _tone_sentence()
     model = CountingModule(tonenet[0])
