@@ -218,9 +218,8 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    formats = ["torchscript", "onnx"] if args.format == "all" else [args.format]
     rep = export_model(args.checkpoint, args.out or args.checkpoint.parent / "export",
-                             formats, parity_audio=args.data, latency_runs=args.runs,
+                             [args.format], parity_audio=args.data, latency_runs=args.runs,
                              latency_threads=args.threads, exporter=args.exporter)
     print(rep.summary())
     return 0
@@ -247,9 +246,9 @@ def _add_infer_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_cmd_stream)
 
-    p = sub.add_parser("export", help="ONNX / TorchScript export, parity, latency, model card")
+    p = sub.add_parser("export", help="ONNX export, parity, latency, model card")
     p.add_argument("checkpoint", type=Path)
-    p.add_argument("--format", choices=["onnx", "torchscript", "all"], default="all")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="(TorchScript is deprecated)")
     p.add_argument("--out", type=Path, default=None, help="default: CHECKPOINT_DIR/export")
     p.add_argument("--data", default=None, help="parity clips (default: the checkpoint's data)")
     p.add_argument("--runs", type=int, default=100, help="latency runs per runtime (0: skip)")

@@ -145,7 +145,8 @@ def predict(source: Any, model: Any, sample_rate: int | None = None, top_k: int 
 #: it into samples at the browser's rate, handed to Python as int16 values: no FFmpeg needed.
 RECORDER_JS = """
 async function audioCourseRecord(seconds) {
-  const stream = await navigator.mediaDevices.getUserMedia({audio: true});
+  const stream = await navigator.mediaDevices.getUserMedia({audio: {echoCancellation: false,
+    noiseSuppression: false, autoGainControl: false}});  // the raw microphone, as in training
   const rec = new MediaRecorder(stream), chunks = [];
   rec.ondataavailable = (e) => chunks.push(e.data);
   const stopped = new Promise((resolve) => { rec.onstop = resolve; });
@@ -180,9 +181,10 @@ def get_recording(seconds: float = 2.0, use_microphone: bool = True, fallback: t
         if use_microphone:
             import sounddevice as sd  # type: ignore[import-not-found]  # pip install sounddevice
 
-            x = sd.rec(int(seconds * SAMPLE_RATE), samplerate=SAMPLE_RATE, channels=1)
+            sr = int(sd.query_devices(kind="input")["default_samplerate"])  # the device's rate
+            x = sd.rec(int(seconds * sr), samplerate=sr, channels=1)  # predict() resamples
             sd.wait()
-            return x[:, 0], SAMPLE_RATE, "local microphone"
+            return x[:, 0], sr, f"local microphone ({sr} Hz)"
     except Exception as e:  # no microphone, no permission, no package: fall back, say why
         reason = f"{type(e).__name__}: {e}"
     if fallback is None:
@@ -238,8 +240,9 @@ def make_sentence(clips: Sequence[np.ndarray], labels: Sequence[str], noise: Any
                   gap_s: tuple = (0.5, 1.0), seed: int = 0, noise_gain: float = 0.05
                   ) -> tuple[np.ndarray, list[tuple[str, float, float]]]:  # fmt: skip
     """A 16 kHz recording of clips with random gaps: ``(audio, [(word, start_s, end_s)])``
-    (notebook 06). Each clip is trimmed to within 30 dB of its loudest 10 ms (plus 0.1 s);
-    random rows of a ``noise`` bank, times ``noise_gain``, run underneath."""
+    (notebook 06): each clip's span, from where it was mixed in, trimmed to its 10-ms frames
+    above both -30 dB and half-way (in dB) from its floor to its peak, plus 0.1 s; random rows
+    of a ``noise`` bank, times ``noise_gain``, run underneath."""
     rng = np.random.default_rng(seed)
     pieces, truth, pos = [], [], 0
     for clip, word in [*zip(clips, labels, strict=True), (None, None)]:
@@ -249,7 +252,8 @@ def make_sentence(clips: Sequence[np.ndarray], labels: Sequence[str], noise: Any
             break
         x = _array_to_float(np.asarray(clip), "clip")
         rms = np.sqrt(np.square(x[: len(x) // 160 * 160].reshape(-1, 160)).mean(axis=1))
-        on = np.flatnonzero(rms >= rms.max() / 31.6) * 160  # -30 dB
+        floor = np.percentile(rms, 10)  # robust on noisy clips, where -30 dB keeps everything
+        on = np.flatnonzero(rms >= max(rms.max() / 31.6, np.sqrt(rms.max() * floor))) * 160
         seg = x[max(0, on[0] - 1600) : on[-1] + 160 + 1600] if rms.max() > 0 else x
         pieces.append(seg)
         truth.append((str(word), pos / SAMPLE_RATE, (pos + len(seg)) / SAMPLE_RATE))
@@ -305,7 +309,7 @@ def plot_stream(result: tuple, classes: Sequence[str], truth: Sequence[tuple] | 
     return fig
 
 
-# --- export: ONNX (and TorchScript), parity, latency, model card -------------------------
+# --- export: ONNX, parity, latency, model card (torch.export replaced TorchScript) ---------
 class _ConvSpectrogram(nn.Module):
     """torchaudio's power ``Spectrogram`` as a strided conv1d with windowed-DFT kernels: the
     classic ONNX exporter refuses torch.stft's complex output. Same numbers up to rounding."""
@@ -370,15 +374,11 @@ def _example(batch: int) -> Tensor:
 
 
 def _export(module: nn.Module, path: Path, classes: Sequence[str], exporter: str = "auto") -> Path:
-    """``model.onnx`` (features inside, dynamic batch, class names in the metadata) or, for a
-    ``.pt`` path, a TorchScript trace (deprecated since torch 2.10; kept for ``--format``)."""
+    """``model.onnx``: features inside, dynamic batch, class names in the metadata."""
     import onnx
 
     with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the deprecation notices of TorchScript and its exporter
-        if path.suffix == ".pt":
-            torch.jit.trace(module, _example(2), check_inputs=[(_example(3),)]).save(str(path))
-            return path
+        warnings.simplefilter("ignore")  # the classic exporter's deprecation notices
         dynamo = exporter != "legacy" and importlib.util.find_spec("onnxscript") is not None
         if exporter == "dynamo" and not dynamo:
             raise RuntimeError("the dynamo ONNX exporter needs: pip install onnxscript")
@@ -405,11 +405,6 @@ def _runtimes(module: nn.Module, files: dict[str, Path], threads: int | None = N
     out: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
     for name, m in (("pytorch eager", module), ("pytorch conv-STFT", exportable(module))):
         out[name] = lambda x, m=m: m(torch.from_numpy(x)).float().numpy()
-    if "torchscript" in files:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "torch.jit.load is deprecated" (torch 2.11)
-            ts = torch.jit.load(str(files["torchscript"]), map_location="cpu")
-        out["torchscript"] = lambda x: ts(torch.from_numpy(x)).float().numpy()
     if "onnx" in files:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.log_severity_level = threads or torch.get_num_threads(), 3
@@ -526,19 +521,18 @@ class _ExportReport(namedtuple("ExportReport", "files parity latency card_json c
         return _markdown(parts).strip()
 
 
-def export_model(model: Any, out_dir: str | Path, formats: Sequence = ("torchscript", "onnx"),
+def export_model(model: Any, out_dir: str | Path, formats: Sequence = ("onnx",),
                  *, parity_audio: Any = None, latency_runs: int = 100, latency_threads: int = 1,
                  exporter: str = "auto") -> _ExportReport:  # fmt: skip
-    """Write ``model.onnx`` (and/or TorchScript ``model.pt``), check parity with PyTorch on
+    """Write ``model.onnx`` (TorchScript, deprecated, is gone), check parity with PyTorch on
     ``parity_audio`` (clips, a dataset, default: the checkpoint's), time batch-1 CPU latency and
     write ``model_card.json``/``.md`` (notebook 06)."""
-    if not set(formats) <= {"torchscript", "onnx"}:
-        raise ValueError(f"unknown format in {list(formats)}; use 'torchscript' and/or 'onnx'")
+    if set(formats) != {"onnx"}:
+        raise ValueError(f"formats {list(formats)}: only 'onnx' (TorchScript is deprecated)")
     module, classes, meta = load_inference_model(model)  # a checkpoint: on the CPU
     module, out = copy.deepcopy(module).cpu().eval(), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = {"onnx": "onnx", "torchscript": "pt"}
-    files = {f: _export(module, out / f"model.{suffix[f]}", classes, exporter) for f in formats}
+    files = {"onnx": _export(module, out / "model.onnx", classes, exporter)}
     parity_audio, source = _parity_clips(parity_audio, (meta.get("config") or {}).get("data"))
     parity = _check_parity(module, parity_audio, files)
     latency = {}

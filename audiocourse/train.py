@@ -733,6 +733,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr": 6e-3, "weight_decay": 1e-3, "warmup_epochs": 2, "label_smoothing": 0.05,
         "augment": {"spec_augment": True, "speed_change": 0.1},
     },
+    "bcresnet_paper": {"epochs": 200, "batch_size": 100, "optimizer": "sgd", "lr": 0.1,  # paper
+                       "weight_decay": 1e-3, "warmup_epochs": 5, "augment": {"speed_change": 0.0}},
     "cnnet": {  # checked on the real yes/no clips (benchmarks/bench_models.py, part yesno)
         "epochs": 20, "batch_size": 32, "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-2,
         "warmup_epochs": 1, "augment": {"spec_augment": {"freq_masks": 2, "freq_width": 20,

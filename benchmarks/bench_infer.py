@@ -9,12 +9,18 @@ CPU; ``--model bcresnet`` for the course's KWS model) is trained first with the 
 speaker-disjoint 65/15/20 split) into ``runs/bench_infer_<model>_<task>`` (resumed if present).
 Then, on that split's test clips:
 
-1. export TorchScript + ONNX (features inside the graph) and print the max abs difference of
+1. export ONNX (features inside the graph) and print the max abs difference of
    logits / probabilities against eager PyTorch, with top-1 agreement;
-2. batch-1 CPU latency per 1-s clip for eager PyTorch, TorchScript and onnxruntime (median and
+2. batch-1 CPU latency per 1-s clip for eager PyTorch and onnxruntime (median and
    90th percentile of ``--runs``, ``--threads`` threads for every runtime);
 3. streaming: ``--sentences`` long recordings made of test clips (10 command words and ~20 %
-   other words) with background noise in between, scored at several thresholds.
+   other words) with background noise in between, scored at several thresholds;
+4. a detector's figures: the threshold reaching ``--fa-per-hour`` false alarms per hour on
+   ``--free-minutes`` of keyword-free validation audio (``_unknown_`` words + background noise),
+   then on the test split's: the miss rate, false alarms per hour, and the emission latency
+   (end of the detection's last window minus the end of the word);
+5. int8: ``onnxruntime.quantization.quantize_dynamic`` of the ONNX file's network (the frontend
+   kept float): size, batch-1 latency and test accuracy, float32 vs int8.
 """
 
 from __future__ import annotations
@@ -64,6 +70,107 @@ def get_checkpoint(args: argparse.Namespace, root: Path) -> Path:
     return out / "best.pt"
 
 
+def _detector_audio(split, noise, minutes: float, n_sent: int, seed: int):
+    """Keyword sentences (8 clips each) and keyword-free audio (_unknown_ words + noise)."""
+    rng = np.random.default_rng(seed)
+    audio = np.asarray(split.audio, dtype=np.float32) / 32768.0
+    kw_ids = [i for i, c in enumerate(split.classes) if c in COMMANDS_10]
+    kw = rng.permutation(np.flatnonzero(np.isin(split.labels, kw_ids)))
+    sents = [infer.make_sentence(audio[kw[8 * k : 8 * k + 8]],
+                                 [split.classes[split.labels[r]] for r in kw[8 * k : 8 * k + 8]],
+                                 noise, seed=seed + k) for k in range(n_sent)]  # fmt: skip
+    unk = np.flatnonzero(split.labels == list(split.classes).index("_unknown_")
+                         ) if "_unknown_" in split.classes else []  # fmt: skip
+    pick = rng.choice(unk, int(minutes * 60 / 2.5)) if len(unk) else []
+    free, _ = infer.make_sentence(audio[pick], ["_unknown_"] * len(pick), noise,
+                                  gap_s=(1.0, 2.0), seed=seed)  # fmt: skip
+    bed = 0.5 * np.asarray(noise, np.float32).reshape(-1)[: int(minutes * 60 * 16000) // 4]
+    return sents, np.concatenate([free, bed])
+
+
+def _sweep(model, classes, sents, free, thresholds):
+    runs = [(infer.stream(a, model, sample_rate=16000), t) for a, t in sents]
+    free_res = infer.stream(free, model, sample_rate=16000)
+    hours = len(free) / 16000 / 3600
+    out = {}
+    for thr in thresholds:
+        dets = [infer.detect(r.times, r.posteriors, classes, thr, 1.0) for r, _ in runs]
+        sc = [infer.detection_scores(d, t) for d, (_, t) in zip(dets, runs, strict=True)]
+        late = [_latency_s(r, d, t, classes, thr) for (r, t), d in zip(runs, dets, strict=True)]
+        out[thr] = {"miss": sum(x.fn for x in sc) / max(1, sum(x.tp + x.fn for x in sc)),
+                    "fa_per_hour": len(infer.detect(free_res.times, free_res.posteriors, classes,
+                                                    thr, 1.0)) / hours,
+                    "latency_s": [x for lst in late for x in lst]}  # fmt: skip
+    return out, hours
+
+
+def _latency_s(res, dets, truth, classes, thr) -> list[float]:
+    """Emission (end of the stretch's last window, 0.5 s after its centre) minus the word's end."""
+    keep = [i for i, c in enumerate(classes) if c not in infer.FILLER_CLASSES]
+    score, best = res.posteriors[:, keep].max(1), res.posteriors[:, keep].argmax(1)
+    out = []
+    for d in dets:
+        f = end = int(np.argmin(np.abs(res.times - d.time_s)))
+        while end + 1 < len(score) and score[end + 1] >= thr and best[end + 1] == best[f]:
+            end += 1
+        spans = [e for w, s, e in truth if w == d.word and s - 0.25 <= d.time_s <= e + 0.25]
+        if spans:
+            out.append(float(res.times[min(end + 1, len(score) - 1)] + 0.5 - spans[0]))
+    return out
+
+
+def detector_figures(args, root, module, classes) -> dict:
+    thresholds = [round(t, 2) for t in np.arange(0.05, 1.0, 0.05)]
+    splits = load_task(root, args.task, progress=False)
+    figs = {}
+    for name, seed in (("validation", 10), ("test", 20)):
+        sents, free = _detector_audio(splits[name], background_noise(root, name),
+                                      args.free_minutes, args.sentences, seed)  # fmt: skip
+        figs[name], hours = _sweep((module, classes), classes, sents, free, thresholds)
+        print(f"  {name}: {len(sents)} keyword sentences, {60 * hours:.1f} min keyword-free audio")
+    ok = [t for t in thresholds if figs["validation"][t]["fa_per_hour"] <= args.fa_per_hour]
+    thr = ok[0] if ok else thresholds[-1]
+    f = figs["test"][thr]
+    lat = np.asarray(f["latency_s"])
+    print(f"\n== detector: threshold {thr} (validation: <= {args.fa_per_hour:g} false alarms/hour"
+          f"{'' if ok else ' not reached'}) -> test: miss rate {100 * f['miss']:.1f} %, "
+          f"{f['fa_per_hour']:.0f} false alarms/hour; emission latency after the word's end: "
+          + (f"median {np.median(lat):.2f} s, max {lat.max():.2f} s ({len(lat)} hits)"
+             if len(lat) else "no hits"))  # fmt: skip
+    return {"threshold": thr, "target_fa_per_hour": args.fa_per_hour,
+            "test": {str(t): {k: v for k, v in d.items() if k != "latency_s"}
+                     for t, d in figs["test"].items()},
+            "median_latency_s": float(np.median(lat)) if len(lat) else None}  # fmt: skip
+
+
+def int8_vs_float(onnx_file: Path, audio: np.ndarray, labels: np.ndarray, runs: int) -> dict:
+    import logging
+
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_dynamic's pre-processing advice
+    q = onnx_file.with_name("model.int8.onnx")
+    net = [n.name for n in onnx.load(str(onnx_file)).graph.node if n.name.startswith("/model/")]
+    quantize_dynamic(str(onnx_file), str(q), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["Conv", "MatMul", "Gemm"], nodes_to_quantize=net)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.log_severity_level = 1, 3
+    out = {}
+    print("\n== int8 (dynamic, the network only; frontend float) vs float32, onnxruntime, 1 thread")
+    for name, f in (("float32", onnx_file), ("int8", q)):
+        sess = ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"])
+        logits = np.concatenate([sess.run(None, {"audio": audio[i : i + 256]})[0]
+                                 for i in range(0, len(audio), 256)])  # fmt: skip
+        lat = infer.measure_latency(lambda s=sess: s.run(None, {"audio": audio[:1]}), runs)
+        out[name] = {"kB": f.stat().st_size / 1e3, "median_ms": lat["median_ms"],
+                     "accuracy": float((logits.argmax(1) == labels).mean())}  # fmt: skip
+        print(f"  {name:>7}: {out[name]['kB']:7.0f} kB, {lat['median_ms']:6.2f} ms per clip, "
+              f"test accuracy {100 * out[name]['accuracy']:.2f} % ({len(audio)} clips)")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--checkpoint", default=None)
@@ -76,6 +183,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for latency runs")
     ap.add_argument("--sentences", type=int, default=4)
     ap.add_argument("--words", type=int, default=20, help="clips per sentence")
+    ap.add_argument("--fa-per-hour", type=float, default=30.0)
+    ap.add_argument("--free-minutes", type=float, default=10.0, help="keyword-free audio per split")
     ap.add_argument("--out-runs", default="runs")
     ap.add_argument("--out", default=None, help="export folder (default CHECKPOINT_DIR/export)")
     args = ap.parse_args()
@@ -180,9 +289,13 @@ def main() -> int:
             f"F1 {100 * f1:5.1f} % ({tp} hits, {fp} false alarms = {fa_min:.1f}/min, "
             f"{fn} missed)"
         )
+    detector = detector_figures(args, root, module, classes)
+    int8 = int8_vs_float(rep.files["onnx"], audio, test.labels, args.runs)
     (out / "bench_infer.json").write_text(
         json.dumps(
             {
+                "detector": detector,
+                "int8": int8,
                 "checkpoint": str(ckpt),
                 "parity": rep.parity,
                 "latency": rep.latency,
