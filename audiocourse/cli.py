@@ -64,7 +64,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = train_task(
         args.data, "all" if words else args.task, args.model, out=out, noise_dir=args.noise,
-        words=words, width=args.width,
+        words=words, width=args.width, recipe=f"{args.model}_paper" if args.paper else None,
         seed=args.seed, device=device, amp=not args.no_amp, compile=args.compile,
         resume=not args.no_resume, progress=not args.quiet, **options,
     )
@@ -155,6 +155,8 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
                        ("label-smoothing", float)):
         p.add_argument(f"--{name}", type=kind, default=None, help="default: the model's recipe")
     p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default=None)
+    p.add_argument("--paper", action="store_true", help="bcresnet: the paper's recipe (SGD, 200 "
+                   "epochs, batch 100) instead of the course's fast one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")

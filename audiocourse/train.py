@@ -760,6 +760,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 def default_recipe(model_name: str) -> dict[str, Any]:
     """A copy of ``RECIPES[model_name]`` with every fit() setting filled in (notebook 05)."""
+    if model_name not in RECIPES:
+        raise ValueError(f"no recipe {model_name!r}; known: {', '.join(RECIPES)}")
     base = {"model_kwargs": {}, "warmup_epochs": 0, "label_smoothing": 0.0, "schedule": "cosine",
             "augment": {}}
     return json.loads(json.dumps({**base, **RECIPES[model_name]}))
@@ -787,6 +789,7 @@ def train_task(
     noise_dir: str | Path | None = None,
     words: Sequence[str] | None = None,
     width: float | None = None,
+    recipe: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     augment: dict[str, Any] | None = None,
     progress: bool = True,
@@ -803,7 +806,7 @@ def train_task(
     root = resolve_dataset(data)
     splits = splits or load_task(root, task, words=words, noise_dir=noise_dir, progress=progress)
     noise = noise if noise is not None else background_noise(root, "train", noise_dir=noise_dir)
-    recipe = default_recipe(model)
+    recipe = default_recipe(recipe or model)  # e.g. "bcresnet_paper": the published one
     mkw = {**recipe.pop("model_kwargs"), **(model_kwargs or {})}
     if width is not None:  # BC-ResNet's tau
         mkw["width"] = width

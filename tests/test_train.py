@@ -475,3 +475,15 @@ def test_cli_quickstart_wiring(tiny_dataset: Path, tmp_path: Path, monkeypatch, 
     m = json.loads((out / "metrics.json").read_text())
     assert m["model"] == "mfcc1d_plus" and m["task"] == "12" and m["epochs"] == 1
     assert "quickstart finished" in capsys.readouterr().out
+
+
+def test_cli_paper_recipe(tiny_dataset: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AUDIO_COURSE_DATA", str(tmp_path / "data"))
+    base = ["train", "--data", str(tiny_dataset), "--task", "yesno", "--epochs", "1",
+            "--device", "cpu", "--quiet", "--paper"]
+    assert cli.main([*base, "--width", "0.25", "--out", str(tmp_path / "p")]) == 0
+    recipe = json.loads((tmp_path / "p" / "metrics.json").read_text())["recipe"]
+    assert recipe["optimizer"] == "sgd" and recipe["lr"] == 0.1 and recipe["batch_size"] == 100
+    capsys.readouterr()
+    assert cli.main([*base, "--model", "cnnet", "--out", str(tmp_path / "c")]) == 1
+    assert "no recipe 'cnnet_paper'" in capsys.readouterr().err
