@@ -388,7 +388,7 @@ def compare_with_librosa(
 ) -> dict[str, float]:
     """Largest difference of one clip's log-mel by :class:`LogMel` and by librosa (notebook 02).
 
-    librosa gets our settings unless ``librosa_kwargs`` overrides some (to see what they change)."""
+    librosa gets our settings unless ``librosa_kwargs`` overrides some; ``power=1`` is squared."""
     import librosa
 
     ours_mel = LogMel(**logmel_kwargs)
@@ -400,10 +400,10 @@ def compare_with_librosa(
         pad_mode="reflect", power=2.0,
     )  # fmt: skip
     kw.update(librosa_kwargs or {})
-    ref = librosa.feature.melspectrogram(y=x, sr=cfg["sample_rate"], **kw).astype(np.float64)
+    ref = librosa.feature.melspectrogram(y=x, sr=cfg["sample_rate"], **kw) ** (2.0 / kw["power"])
     ours = ours_mel.power_mel(torch.from_numpy(x)).double().numpy()
     frames = min(ours.shape[-1], ref.shape[-1])
-    ours, ref = ours[..., :frames], ref[..., :frames]
+    ours, ref = ours[..., :frames], ref[..., :frames].astype(np.float64)
     log_diff = np.abs(np.log(ours + cfg["eps"]) - np.log(ref + cfg["eps"])).max()
     rel_power = float(np.abs(ours - ref).max() / max(ours.max(), 1e-30))
     return dict(max_abs_log=float(log_diff), max_abs_db=float(log_diff * 10 / math.log(10)),

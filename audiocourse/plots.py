@@ -156,7 +156,7 @@ def plot_spectrogram(
     ax: Axes | None = None,
     y_axis: str = "hz",
     title: str | None = None,
-    cbar_label: str = "power (dB)",
+    cbar_label: str = "dB re 1 (raw power)",
     vmin: float | None = None,
     vmax: float | None = None,
     cmap: str = "magma",
