@@ -113,7 +113,9 @@ def _class_ast(source: str, name: str) -> str:
 
 
 @pytest.mark.parametrize("notebook, cls", [("03_cnn_spectrogram_images", CNNetOriginal),
-                                           ("04_mfcc_1d_cnn", MfccCnn1d)])  # fmt: skip
+                                           ("03_cnn_spectrogram_images", CNNet),
+                                           ("04_mfcc_1d_cnn", MfccCnn1d),
+                                           ("04_mfcc_1d_cnn", MfccCnn1dPlus)])  # fmt: skip
 def test_notebook_writes_the_same_class_as_the_module(notebook, cls):
     """One source: the class the notebook writes in front of the learner is the module's."""
     nb = json.loads((Path(__file__).parents[1] / "notebooks" / f"{notebook}.ipynb").read_text())
