@@ -287,12 +287,12 @@ def plot_stream(result: tuple, classes: Sequence[str], truth: Sequence[tuple] | 
     """Posteriors over time, detections (triangles), true words (shaded) (notebook 06)."""
     import matplotlib.pyplot as plt
 
-    times, post, detections = result
-    fig, ax = plt.subplots(figsize=(14, 4))
+    (times, post, detections), (fig, ax) = result, plt.subplots(figsize=(14, 4))
     color = {c: plt.get_cmap("tab20")(k % 20) for k, c in enumerate(classes)}
     for i, c in enumerate(classes):
         filler = c in FILLER_CLASSES
-        ax.plot(times, post[:, i], color="grey" if filler else color[c], ls=":" if filler else "-",
+        ax.plot(times, post[:, i], color="grey" if filler else color[c],
+                ls=":" if c == "_silence_" else "-." if filler else "-",
                 label=f"{c.strip('_')} (ignored)" if filler else c)  # fmt: skip
     if threshold is not None:
         ax.axhline(threshold, color="black", ls="--", lw=0.8, label="threshold")

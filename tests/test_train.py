@@ -332,10 +332,12 @@ def test_amp_dtype_and_optimizers() -> None:
     assert T.amp_dtype(torch.device("cpu")) is None
     assert T.amp_dtype(torch.device("cuda"), amp=False) is None
     m = TinyCnn()
-    for name in ("adamw", "adam", "sgd"):
+    for name in ("adamw", "adam"):
         opt = T._make_optimizer(m, name, 1e-3, 1e-2)
         decayed = {id(p) for p in opt.param_groups[0]["params"]}
         assert id(m.conv.weight) in decayed and id(m.conv.bias) not in decayed
+    sgd = T._make_optimizer(m, "sgd", 1e-3, 1e-2)  # the authors': decay on every parameter
+    assert len(sgd.param_groups) == 1 and not sgd.param_groups[0]["nesterov"]
     with pytest.raises(ValueError):
         T._make_optimizer(m, "lbfgs", 1e-3, 0)
 
