@@ -65,6 +65,8 @@ def _kernel_inspect(fig: object) -> dict:
     if not any(a.has_data() for a in plots):
         hard.append("the figure holds no data" + ("" if plots else " (no axes)"))
     mapped = {id(b._colorbar.mappable) for b in bars}
+    # one colour bar may serve several images drawn on the same scale (a grid of spectrograms)
+    scales = {(m.get_cmap().name, *m.get_clim()) for m in (b._colorbar.mappable for b in bars)}
     for k, a in enumerate(plots):
         name = f"axes {k}" if a.get_title() in ("", title) else repr(a.get_title())
         if not a.axison:  # axis("off"): a picture or an unused grid cell
@@ -95,7 +97,7 @@ def _kernel_inspect(fig: object) -> dict:
                 continue
             if values.count() == 0 or values.min() == values.max():
                 hard.append(f"{name}: colour-coded data with no finite values or one colour")
-            if id(art) not in mapped:
+            if id(art) not in mapped and (art.get_cmap().name, *art.get_clim()) not in scales:
                 soft.append(f"{name}: colour-coded data without a colour bar")
     for b in bars:
         if not (b.get_ylabel() or b.get_xlabel()):
