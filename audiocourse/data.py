@@ -210,6 +210,7 @@ class SplitData:
     speakers: list[str]
     split: str
     errors: list[str] = field(default_factory=list)
+    unknown_per_epoch: int = 0  # > 0: fit draws this many _unknown_ rows afresh every epoch
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -269,12 +270,13 @@ def _decode_many(paths: list[str], npy: Path, progress: bool, desc: str) -> list
 
 def _select(
     clips: list[Clip], task: str, split: str, seed: int, words: list[str] | None
-) -> tuple[list[Clip], list[str], int]:
-    """Clips of one split for a task, its classes, and how many silence rows to generate."""
+) -> tuple[list[Clip], list[str], int, int]:
+    """Clips of one split for a task, its classes, how many silence rows to generate, and how
+    many of its ``_unknown_`` rows to draw per epoch (0: all, every epoch)."""
     classes = _task_classes(task, clips, words)
     in_split = [c for c in clips if c.split == split]
     if task != "12":
-        return [c for c in in_split if c.word in classes], classes, 0
+        return [c for c in in_split if c.word in classes], classes, 0, 0
     known = [c for c in in_split if c.word in COMMANDS_10]
     silence = [c for c in in_split if c.word == _SILENCE]
     others = [c for c in in_split if c.word not in COMMANDS_10 and c.word != _SILENCE]
@@ -282,11 +284,15 @@ def _select(
     # each. A folder that already has an _unknown_ folder (official test-set layout) is balanced.
     n_extra = math.ceil(len(known) * 0.10)
     has_unknown_folder = any(f"/{_UNKNOWN}/" in c.path.replace(os.sep, "/") for c in others)
-    if not has_unknown_folder and len(others) > n_extra:
+    per_epoch = 0
+    if not has_unknown_folder and len(others) > n_extra and split == "train":
+        per_epoch = n_extra  # keep the whole pool: training sees a fresh draw every epoch
+    elif not has_unknown_folder and len(others) > n_extra:  # evaluation: one fixed draw
         rng = np.random.default_rng([seed, _SPLITS.index(split)])
         others = [others[i] for i in sorted(rng.choice(len(others), n_extra, replace=False))]
     relabelled = [Clip(c.path, _UNKNOWN, c.speaker, c.split) for c in others]
-    return known + relabelled + silence, classes, 0 if silence else n_extra  # else: from noise
+    n_silence = 0 if silence else n_extra  # else: made from background noise
+    return known + relabelled + silence, classes, n_silence, per_epoch
 
 
 def _noise_files(root: Path, noise_dir: str | Path | None) -> list[Path]:
@@ -398,7 +404,8 @@ def load_split(
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, not {split!r}")
     root = Path(root).expanduser().resolve()
-    chosen, classes, n_silence = _select(build_index(root, assign=assign), task, split, seed, words)
+    chosen, classes, n_silence, per_epoch = _select(build_index(root, assign=assign), task, split,
+                                                    seed, words)
     noise = [str(p) for p in _noise_files(root, noise_dir)]
     key = hashlib.sha1(json.dumps([_CACHE_VERSION, classes, seed, n_silence, noise]).encode())
     for c in chosen:  # a changed file list, size or modification time makes a new cache
@@ -415,7 +422,7 @@ def load_split(
     meta = json.loads(npy.with_suffix(".json").read_text())
     audio, labels = np.load(npy, mmap_mode="r"), np.asarray(meta["labels"], np.int64)
     return SplitData(audio, labels, meta["classes"], meta["paths"], meta["speakers"], split,
-                     meta["errors"])  # fmt: skip
+                     meta["errors"], per_epoch)
 
 
 def load_task(root: str | Path, task: str, **kwargs) -> dict[str, SplitData]:
@@ -445,9 +452,10 @@ def speaker_overlap(train_speakers: Sequence[str], test_speakers: Sequence[str])
 def subset_split(split: SplitData, indices: Sequence[int] | np.ndarray) -> SplitData:
     """The rows ``indices`` of a ``SplitData`` as a new in-memory ``SplitData`` (notebook 03)."""
     idx = np.asarray(indices, dtype=np.int64)
+    per_epoch = round(split.unknown_per_epoch * len(idx) / max(len(split), 1))  # same share
     return SplitData(np.ascontiguousarray(split.audio[idx]), np.asarray(split.labels)[idx],
                      list(split.classes), [split.paths[i] for i in idx],
-                     [split.speakers[i] for i in idx], split.split)  # fmt: skip
+                     [split.speakers[i] for i in idx], split.split, [], per_epoch)
 
 
 def _random_split_indices(n: int, fractions=(0.8, 0.2), seed: int | None = None):

@@ -183,7 +183,9 @@ class _Source:
     any iterable of batches (a DataLoader)."""
 
     def __init__(self, data: Any, device: torch.device) -> None:
-        self.device, self.iterable = device, None
+        self.device, self.iterable, self.draw = device, None, None
+        if getattr(data, "unknown_per_epoch", 0):  # (label, rows per epoch): a fresh draw
+            self.draw = (data.classes.index("_unknown_"), data.unknown_per_epoch)
         if hasattr(data, "audio"):
             data = (data.audio, data.labels)
         if isinstance(data, tuple | list) and len(data) == 2 and hasattr(data[0], "shape"):
@@ -196,10 +198,19 @@ class _Source:
         else:
             self.iterable = data
 
-    def n_batches(self, batch_size: int, drop_last: bool = False) -> int:
+    def epoch_order(self, gen: torch.Generator) -> Tensor:
+        """A shuffled epoch: every row, or every other row plus a fresh draw of ``_unknown_``."""
+        if self.draw is None:
+            return torch.randperm(len(self.y), generator=gen)
+        is_unk = (self.y == self.draw[0]).cpu()
+        unk, rest = is_unk.nonzero().flatten(), (~is_unk).nonzero().flatten()
+        rows = torch.cat([rest, unk[torch.randperm(len(unk), generator=gen)[: self.draw[1]]]])
+        return rows[torch.randperm(len(rows), generator=gen)]
+
+    def n_batches(self, batch_size: int, drop_last: bool = False, n: int | None = None) -> int:
         if self.iterable is not None:
             return len(self.iterable)
-        n = len(self.y)
+        n = len(self.y) if n is None else n
         return n // batch_size if drop_last and n >= batch_size else math.ceil(n / batch_size)
 
     def batches(
@@ -209,7 +220,8 @@ class _Source:
             for x, y in self.iterable:
                 yield x.to(self.device), torch.as_tensor(y).to(self.device).long()
             return
-        for b in range(self.n_batches(batch_size, drop_last)):
+        n = len(self.y) if order is None else len(order)
+        for b in range(self.n_batches(batch_size, drop_last, n)):
             idx = slice(b * batch_size, (b + 1) * batch_size)
             if order is not None:
                 idx = order[idx].to(self.device)
@@ -475,11 +487,11 @@ class _Run:
 def train_one_epoch(run: _Run, src: _Source, epoch: int, progress: bool = True) -> dict[str, Any]:
     """One pass over the training data: augment, forward, loss, backward, step (notebook 05)."""
     p, model, dev = run.plan, run.model, src.device
-    n_batches = src.n_batches(p["batch_size"], drop_last=True)
+    order = src.epoch_order(run.gens[0]) if src.iterable is None else None
+    n_batches = src.n_batches(p["batch_size"], True, None if order is None else len(order))
     total, warmup = p["epochs"] * n_batches, round(p["warmup_epochs"] * n_batches)
     dtype = amp_dtype(dev, p["amp"])
     step_model = torch.compile(model) if p["compile"] else model
-    order = torch.randperm(len(src.y), generator=run.gens[0]) if src.iterable is None else None
     loss_sum, correct = torch.zeros((), device=dev), torch.zeros((), device=dev)
     seen, t0 = 0, time.perf_counter()
     model.train()

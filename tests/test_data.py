@@ -136,8 +136,12 @@ def test_load_split_12_class_view_and_cache(tiny_dataset: Path, tmp_path: Path) 
     assert d.classes == data.TASKS["12"]
     counts = d.counts()
     n_known = sum(counts[w] for w in data.COMMANDS_10)
-    # unknown rebalanced to ~10 % of the known clips; silence made from background noise
-    assert counts["_unknown_"] <= max(1, int(np.ceil(0.1 * n_known)))
+    # the training split keeps the whole unknown pool and draws ~10 % of the known clips from it
+    # every epoch (validation/test: one fixed draw); silence made from background noise
+    assert d.unknown_per_epoch == int(np.ceil(0.1 * n_known)) < counts["_unknown_"]
+    val = data.load_split(tiny_dataset, "12", "validation", cache_dir=cache, progress=False)
+    val_known = sum(val.counts()[w] for w in data.COMMANDS_10)
+    assert val.counts()["_unknown_"] <= max(1, int(np.ceil(0.1 * val_known)))
     assert counts["_silence_"] == int(np.ceil(0.1 * n_known))
     silence = d.audio[d.labels == d.classes.index("_silence_")]
     assert (np.abs(silence.astype(np.int32)).max(axis=1) > 0).any()  # noise, not only zeros

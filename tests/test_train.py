@@ -489,3 +489,28 @@ def test_cli_paper_recipe(tiny_dataset: Path, tmp_path: Path, monkeypatch, capsy
     capsys.readouterr()
     assert cli.main([*base, "--model", "cnnet", "--out", str(tmp_path / "c")]) == 1
     assert "no recipe 'cnnet_paper'" in capsys.readouterr().err
+
+
+def test_unknown_is_redrawn_every_epoch(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Training keeps the whole _unknown_ pool and draws ~10 % of the command clips from it each
+    epoch; validation and test keep one fixed draw (issue 15)."""
+    from audiocourse import data
+
+    splits = data.load_task(tiny_dataset, "12", cache_dir=tmp_path / "c", progress=False)
+    tr, va = splits["train"], splits["validation"]
+    unk = tr.classes.index("_unknown_")
+    pool, per_epoch = int((tr.labels == unk).sum()), tr.unknown_per_epoch
+    known = int(np.isin(tr.labels, range(10)).sum())
+    assert per_epoch == -(-known // 10) and pool > per_epoch > 0  # cat + dog: more than needed
+    assert va.unknown_per_epoch == 0
+    src = T._Source(tr, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    a, b = src.epoch_order(gen), src.epoch_order(gen)
+    assert len(a) == len(tr) - pool + per_epoch and len(set(a.tolist())) == len(a)
+    unk_a, unk_b = (set(o[src.y[o] == unk].tolist()) for o in (a, b))
+    assert len(unk_a) == per_epoch and unk_a != unk_b  # a fresh draw
+    sub = data.subset_split(tr, np.arange(0, len(tr), 2))
+    assert abs(sub.unknown_per_epoch - per_epoch / 2) <= 1  # a subset keeps the share
+    hist = T.fit(build_model("mfcc1d_plus", 12), tr, va, epochs=1, batch_size=8, device="cpu",
+                 progress=False, pipeline=T.Pipeline(model_frontend("mfcc1d_plus")))
+    assert hist[0]["samples_per_s"] > 0
