@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tarfile
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +72,6 @@ def write_dataset(
 
 def speakers(n: int) -> list[str]:
     """``n`` deterministic 8-hex speaker ids."""
-    import hashlib
-
     return [hashlib.sha1(str(i).encode()).hexdigest()[:8] for i in range(n)]
 
 
@@ -76,3 +79,29 @@ def speakers(n: int) -> list[str]:
 def tiny_dataset(tmp_path: Path) -> Path:
     words = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "cat", "dog"]
     return write_dataset(tmp_path / "sc", words, speakers(30))
+
+
+@pytest.fixture
+def served_dataset(tmp_path: Path):
+    """A Speech Commands-layout .tar.gz on a local HTTP server (127.0.0.1 only).
+
+    Yields ``(url, sha256, size, requests)``; ``requests`` lists every path the server was asked
+    for, so a test can assert that nothing was downloaded."""
+    src = write_dataset(tmp_path / "src", ["yes", "no", "cat"], speakers(8))
+    www = tmp_path / "www"
+    www.mkdir()
+    archive = www / "sc.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for p in sorted(src.rglob("*")):
+            tar.add(p, arcname=f"./{p.relative_to(src)}", recursive=False)
+    requests: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            requests.append(self.path)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/sc.tar.gz"
+    yield url, hashlib.sha256(archive.read_bytes()).hexdigest(), archive.stat().st_size, requests
+    server.shutdown()

@@ -3,23 +3,19 @@ and data on Google Drive surviving a runtime reset (a temporary folder stands in
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import threading
 import time
-from functools import partial
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import speakers, write_dataset
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,29 +169,7 @@ def test_setup_cell_stops_with_one_clear_message(
 
 
 # ------------------------------------------------------------ data and runs on Google Drive
-
-
-@pytest.fixture
-def served_dataset(tmp_path: Path):
-    """A Speech Commands-layout archive on a local HTTP server; yields (url, sha, size, log)."""
-    src = write_dataset(tmp_path / "src", ["yes", "no", "cat"], speakers(8))
-    www = tmp_path / "www"
-    www.mkdir()
-    archive = www / "sc.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for p in sorted(src.rglob("*")):
-            tar.add(p, arcname=f"./{p.relative_to(src)}", recursive=False)
-    log: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            log.append(self.path)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(www)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/sc.tar.gz"
-    yield url, hashlib.sha256(archive.read_bytes()).hexdigest(), archive.stat().st_size, log
-    server.shutdown()
+# (the archive server is conftest.served_dataset)
 
 
 def _files(folder: Path) -> dict[str, int]:

@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import subprocess
 import sys
-import tarfile
-import threading
 import time
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import speakers, write_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def served_archive(tmp_path: Path):
-    """A Speech Commands-layout .tar.gz served over HTTP on 127.0.0.1; yields (url, sha, log)."""
-    src = write_dataset(tmp_path / "src", ["yes", "no", "cat"], speakers(8))
-    www = tmp_path / "www"
-    www.mkdir()
-    archive = www / "mini.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for p in sorted(src.rglob("*")):
-            tar.add(p, arcname=f"./{p.relative_to(src)}", recursive=False)
-    requests: list[str] = []
-
-    class Handler(SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            requests.append(self.path)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(www)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/mini.tar.gz"
-    yield url, hashlib.sha256(archive.read_bytes()).hexdigest(), requests
-    server.shutdown()
 
 
 def _setup(data_dir: Path, url: str, sha: str, *args: str) -> subprocess.CompletedProcess:
@@ -63,9 +34,9 @@ def _setup(data_dir: Path, url: str, sha: str, *args: str) -> subprocess.Complet
 
 
 def test_colab_setup_installs_nothing_downloads_nothing_and_reports(
-    served_archive, tmp_path: Path
+    served_dataset, tmp_path: Path
 ) -> None:
-    url, sha, requests = served_archive
+    url, sha, _, requests = served_dataset
     t0 = time.perf_counter()
     result = _setup(tmp_path / "drive", url, sha)  # what every notebook's setup cell runs
     took = time.perf_counter() - t0
@@ -77,8 +48,8 @@ def test_colab_setup_installs_nothing_downloads_nothing_and_reports(
     assert requests == [] and not (tmp_path / "drive").exists()  # no dataset unless asked
 
 
-def test_colab_setup_download_on_request(served_archive, tmp_path: Path) -> None:
-    url, sha, requests = served_archive
+def test_colab_setup_download_on_request(served_dataset, tmp_path: Path) -> None:
+    url, sha, _, requests = served_dataset
     first = _setup(tmp_path / "x", url, sha, "--download", str(tmp_path / "drive"))
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"dataset: {tmp_path / 'drive' / 'mini'}" in first.stdout
@@ -92,8 +63,8 @@ def test_colab_setup_download_on_request(served_archive, tmp_path: Path) -> None
     assert default.returncode == 0 and (tmp_path / "data" / "mini" / "yes").is_dir()
 
 
-def test_colab_setup_reports_a_bad_checksum_and_leaves_nothing(served_archive, tmp_path: Path):
-    url, _, _ = served_archive
+def test_colab_setup_reports_a_bad_checksum_and_leaves_nothing(served_dataset, tmp_path: Path):
+    url, _, _, _ = served_dataset
     result = _setup(tmp_path / "x", url, "0" * 64, "--download", str(tmp_path / "drive"))
     assert result.returncode == 0  # the rest of the set-up still completes ...
     assert "0" * 64 in result.stderr and "dataset is not ready" in result.stderr  # ... loudly
