@@ -34,7 +34,8 @@ from audiocourse.plots import (  # noqa: F401
 
 # 03 - a CNN on spectrogram images: splits as arrays, the image route, the one training loop
 from audiocourse.data import (  # noqa: F401
-    TASKS, SplitData, load_split, load_task, subset_split, leaky_split_data, speaker_overlap,
+    TASKS, SplitData, load_split, load_task, subset_split, pool_splits, leaky_split_data,
+    speaker_overlap,
 )
 from audiocourse.features import DbSpectrogram  # noqa: F401
 from audiocourse.images import (  # noqa: F401

@@ -38,7 +38,8 @@ from .env import data_dir, use_drive
 __all__ = [
     "SAMPLE_RATE", "CLIP_SAMPLES", "COMMANDS_10", "TASKS", "AudioError", "Clip", "SplitData",
     "load_audio", "resample", "fix_length", "which_set", "build_index", "load_split", "load_task",
-    "background_noise", "resolve_dataset", "subset_split", "leaky_split_data", "speaker_overlap",
+    "background_noise", "resolve_dataset", "subset_split", "pool_splits", "leaky_split_data",
+    "speaker_overlap",
 ]  # fmt: skip
 
 _UNKNOWN, _SILENCE, _NOISE_DIR = "_unknown_", "_silence_", "_background_noise_"
@@ -465,6 +466,16 @@ def _random_split_indices(n: int, fractions=(0.8, 0.2), seed: int | None = None)
     return [np.asarray(p.indices, dtype=np.int64) for p in parts]
 
 
+def pool_splits(*parts: SplitData) -> SplitData:
+    """Several splits of one task as one in-memory pool, every row every epoch (notebook 03)."""
+    if any(list(p.classes) != list(parts[0].classes) for p in parts):
+        raise ValueError("all splits must have the same classes")
+    return SplitData(np.concatenate([np.asarray(p.audio) for p in parts]),
+                     np.concatenate([np.asarray(p.labels) for p in parts]), list(parts[0].classes),
+                     [x for p in parts for x in p.paths], [x for p in parts for x in p.speakers],
+                     "pool")
+
+
 def leaky_split_data(
     splits: dict[str, SplitData], fractions: Sequence[float] = (0.8, 0.2), seed: int | None = None
 ) -> tuple[SplitData, SplitData]:
@@ -473,13 +484,7 @@ def leaky_split_data(
     The same speaker's clips land on both sides: only for measuring the leak, never for real
     evaluation (``seed=None`` draws from the global RNG, as the original).
     """
-    parts = list(splits.values())
-    if any(list(p.classes) != list(parts[0].classes) for p in parts):
-        raise ValueError("all splits must have the same classes")
-    pool = SplitData(np.concatenate([np.asarray(p.audio) for p in parts]),
-                     np.concatenate([np.asarray(p.labels) for p in parts]), list(parts[0].classes),
-                     [x for p in parts for x in p.paths], [x for p in parts for x in p.speakers],
-                     "pool")  # fmt: skip
+    pool = pool_splits(*splits.values())
     train_idx, test_idx = _random_split_indices(len(pool), fractions, seed)
     train, test = subset_split(pool, train_idx), subset_split(pool, test_idx)
     train.split, test.split = "train (leaky)", "test (leaky)"

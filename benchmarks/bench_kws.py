@@ -45,10 +45,10 @@ from _machine import busy, load_report, threads_for  # noqa: E402
 
 from audiocourse import train as T  # noqa: E402
 from audiocourse.data import (  # noqa: E402
-    SplitData,
     background_noise,
     load_split,
     load_task,
+    pool_splits,
     resolve_dataset,
     subset_split,
 )
@@ -220,14 +220,6 @@ def part_b(args: argparse.Namespace, device: torch.device) -> dict:
     return out
 
 
-def _pool(*splits: SplitData) -> SplitData:
-    """Several splits of one task as one pool (cross-validation draws its folds from it)."""
-    return SplitData(np.concatenate([np.asarray(s.audio) for s in splits]),
-                     np.concatenate([s.labels for s in splits]), splits[0].classes,
-                     [p for s in splits for p in s.paths], [p for s in splits for p in s.speakers],
-                     "pool")
-
-
 def fold_of(speaker: str, k: int) -> int:
     """Speaker-grouped fold (the dataset README's hashing idea): no speaker in two folds."""
     return int(hashlib.sha1(f"cv-fold/{speaker}".encode()).hexdigest(), 16) % k
@@ -281,7 +273,8 @@ def part_c(args: argparse.Namespace, device: torch.device) -> dict:
     print(f"  {args.real}: task 12, " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
           + f"; noise bank {noise.shape[0]} x 1 s")
     if args.folds > 1:
-        return _cross_validate(args, device, _pool(splits["train"], splits["validation"]), noise)
+        pool = pool_splits(splits["train"], splits["validation"])
+        return _cross_validate(args, device, pool, noise)
     results: dict[str, list[float]] = {"course default": [], "baseline": []}
     for seed in range(args.seed, args.seed + args.seeds):  # the test split, once per seed
         results["course default"].append(_course_model(

@@ -306,3 +306,14 @@ def test_real_test_set_takes_noise_from_another_folder(tmp_path: Path) -> None:
     d = data.load_split(REAL_DATA, "all", "validation", words=["yes", "no"], cache_dir=tmp_path,
                         progress=False, noise_dir=NOISE)  # fmt: skip
     assert d.classes == ["yes", "no"] and min(d.counts().values()) > 20
+
+
+def test_pool_splits_concatenates_and_checks_classes(tiny_dataset: Path, tmp_path: Path) -> None:
+    splits = data.load_task(tiny_dataset, "10", cache_dir=tmp_path / "c", progress=False)
+    pool = data.pool_splits(splits["train"], splits["validation"])
+    assert len(pool) == len(splits["train"]) + len(splits["validation"])
+    assert pool.speakers[-1] == splits["validation"].speakers[-1]
+    np.testing.assert_array_equal(pool.audio[: len(splits["train"])], splits["train"].audio)
+    yesno = data.load_split(tiny_dataset, "yesno", "test", cache_dir=tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match="same classes"):
+        data.pool_splits(splits["train"], yesno)
