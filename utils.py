@@ -24,7 +24,7 @@ from audiocourse.plots import plot_waveform, plot_waveforms, plot_sampling  # no
 # 02 - transforms: spectrogram, mel, MFCC, augmentation, PNG export
 from audiocourse.data import background_noise  # noqa: F401
 from audiocourse.features import (  # noqa: F401
-    LogMel, Mfcc, FRONTENDS, time_shift, mix_noise, spec_augment, batch_logmel, loop_logmel,
+    LogMel, Mfcc, time_shift, mix_noise, spec_augment, batch_logmel, loop_logmel,
     compare_with_librosa, spectrogram_db_range, export_spectrogram_pngs,
     export_spectrogram_pngs_matplotlib,
 )
@@ -34,10 +34,9 @@ from audiocourse.plots import (  # noqa: F401
 
 # 03 - a CNN on spectrogram images: splits as arrays, the image route, the one training loop
 from audiocourse.data import (  # noqa: F401
-    TASKS, SplitData, load_split, load_task, subset_split, pool_splits, leaky_split_data,
+    SplitData, load_split, load_task, subset_split, pool_splits, leaky_split_data,
     speaker_overlap,
 )
-from audiocourse.features import DbSpectrogram  # noqa: F401
 from audiocourse.images import (  # noqa: F401
     SpectrogramImageFolder, image_loader, export_split_images, pixels_from_audio,
 )
@@ -52,7 +51,6 @@ from audiocourse.models import MfccCnn1d  # noqa: F401
 # 05 - keyword spotting: the full dataset, BC-ResNet, the device-resident pipeline, recipes
 from audiocourse.env import runs_dir, use_drive  # noqa: F401
 from audiocourse.download import DATASETS, DownloadError, download_dataset  # noqa: F401
-from audiocourse.features import speed_perturb, frontend_config  # noqa: F401
 from audiocourse.bcresnet import SubSpectralNorm, BCResNet  # noqa: F401
 from audiocourse.train import (  # noqa: F401
     Pipeline, amp_dtype, record_test, load_checkpoint, load_model, RECIPES, default_recipe,
@@ -60,7 +58,6 @@ from audiocourse.train import (  # noqa: F401
 )
 
 # 06 - using the model: files, microphone, streaming, export
-from audiocourse.features import make_frontend  # noqa: F401
 from audiocourse.infer import (  # noqa: F401
     FILLER_CLASSES, load_inference_model, as_audio, predict, predict_proba, classify_batch,
     RECORDER_JS, get_recording, stream, detect, make_sentence, detection_scores, plot_stream,

@@ -36,7 +36,7 @@ from .download import DATASETS, download_dataset
 from .env import data_dir, use_drive
 
 __all__ = [
-    "SAMPLE_RATE", "CLIP_SAMPLES", "COMMANDS_10", "TASKS", "AudioError", "Clip", "SplitData",
+    "SAMPLE_RATE", "CLIP_SAMPLES", "COMMANDS_10", "AudioError", "Clip", "SplitData",
     "load_audio", "resample", "fix_length", "which_set", "build_index", "load_split", "load_task",
     "background_noise", "resolve_dataset", "subset_split", "pool_splits", "leaky_split_data",
     "speaker_overlap",

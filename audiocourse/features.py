@@ -20,11 +20,10 @@ import torch
 import torchaudio
 from torch import Tensor, nn
 
-__all__ = [
-    "LogMel", "Mfcc", "DbSpectrogram", "FRONTENDS", "make_frontend", "frontend_config",
-    "time_shift", "mix_noise", "speed_perturb", "spec_augment",
-    "batch_logmel", "loop_logmel", "compare_with_librosa",
-    "spectrogram_db_range", "export_spectrogram_pngs", "export_spectrogram_pngs_matplotlib",
+__all__ = [  # the registry (FRONTENDS, make_frontend, ...) serves train.py, not the notebooks
+    "LogMel", "Mfcc", "time_shift", "mix_noise", "spec_augment", "batch_logmel", "loop_logmel",
+    "compare_with_librosa", "spectrogram_db_range", "export_spectrogram_pngs",
+    "export_spectrogram_pngs_matplotlib",
 ]  # fmt: skip
 
 _CHUNK = 2**19  # frame samples per CPU chunk of LogMel (measured: 2**19-2**20 best, 2 cores)
