@@ -48,6 +48,7 @@ TASKS: dict[str, list[str]] = {"yesno": ["yes", "no"], "10": COMMANDS_10,
 """Fixed class lists by name; ``load_split`` also takes "all": every word in the folder."""
 _SPLITS = ("train", "validation", "test")
 _RESPLIT_SALT = "audio-course/"  # salt of the re-drawn speaker split, 65/15/20 %
+_CARVE_SALT = "audio-course/carve-out/"  # salt of the 10 % validation carve-out (assign="carve")
 _CACHE_VERSION = 2
 _DECODE_CHUNK = 1000  # files per worker task; 4 chunks or more are decoded in parallel
 _SPEAKER_RE = re.compile(r"(?:^|_)([0-9a-f]{8})_nohash_\d+", re.IGNORECASE)
@@ -137,8 +138,12 @@ def build_index(root: str | Path, assign: str = "auto") -> list[Clip]:
     official test-set archive (``_unknown_`` / ``_silence_`` folders, ``.wav.wav`` names), the
     demo set and any folder of ``<word>/<speaker>_nohash_<n>.wav``. Splits come from the lists
     when present, else from the speaker-hash rule; ``assign="test"`` makes every clip a test
-    clip (a held-out folder). A clip without a speaker id is its own speaker.
+    clip (a held-out folder); ``assign="carve"`` trains on every clip but a 10 % speaker-hash
+    validation carve-out (the test set is elsewhere; clips the official list puts in test stay
+    test, never trained on). A clip without a speaker id is its own speaker.
     """
+    if assign not in ("auto", "test", "carve"):
+        raise ValueError(f"assign must be 'auto', 'test' or 'carve', not {assign!r}")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
@@ -158,6 +163,8 @@ def build_index(root: str | Path, assign: str = "auto") -> list[Clip]:
             rel = f"{folder.name}/{entry.name}"
             if assign == "test":
                 split = "test"
+            elif assign == "carve" and rel not in test:
+                split = which_set(speaker, 10, 0, _CARVE_SALT)
             elif use_lists:
                 split = "validation" if rel in val else "test" if rel in test else "train"
             else:
@@ -165,7 +172,7 @@ def build_index(root: str | Path, assign: str = "auto") -> list[Clip]:
             clips.append(Clip(entry.path, word, speaker, split))
     if not clips:
         raise FileNotFoundError(f"{root}: no .wav clips found in word folders")
-    return clips if use_lists or assign == "test" else _redraw_one_split(clips)
+    return clips if use_lists or assign != "auto" else _redraw_one_split(clips)
 
 
 def _redraw_one_split(clips: list[Clip]) -> list[Clip]:
@@ -426,11 +433,33 @@ def load_split(
                      meta["errors"], per_epoch)
 
 
-def load_task(root: str | Path, task: str, **kwargs) -> dict[str, SplitData]:
+def load_task(
+    root: str | Path, task: str, *, test_data: str | Path | None = None, carve_out: bool = False,
+    **kwargs: Any,
+) -> dict[str, SplitData]:
     """All three splits of a task: ``{'train', 'validation', 'test'}`` (notebook 03).
 
-    Keywords go to :func:`load_split`, e.g. ``words=["yes", "no"]`` (task "all"), ``noise_dir=``."""
-    return {s: load_split(root, task, s, **kwargs) for s in _SPLITS}
+    ``test_data``: the test split is every clip of that other folder (say the official test-set
+    archive, or your own recordings); with ``carve_out`` every clip of ``root`` then trains but a
+    10 % speaker validation carve-out. Other keywords go to :func:`load_split`, e.g.
+    ``words=["yes", "no"]`` (task "all"), ``noise_dir=``."""
+    if carve_out and test_data is None:
+        raise ValueError("carve_out trains on the test split too: give test_data, the folder "
+                         "to test on")  # fmt: skip
+    assign = "carve" if carve_out else kwargs.pop("assign", "auto")
+    out = {s: load_split(root, task, s, assign=assign, **kwargs) for s in _SPLITS[:2]}
+    if test_data is None:
+        return {**out, "test": load_split(root, task, "test", assign=assign, **kwargs)}
+    out["test"] = load_split(test_data, task, "test", assign="test", **kwargs)
+    if out["test"].classes != out["train"].classes:
+        raise ValueError(f"{test_data} has classes {out['test'].classes}, the training folder "
+                         f"{out['train'].classes}")  # fmt: skip
+    voices = [[v for v in out[s].speakers if v != _SILENCE] for s in ("train", "test")]
+    heard = speaker_overlap(*voices)["test_speakers_seen"]
+    if heard:
+        warnings.warn(f"{heard} test speakers of {test_data} are also training speakers: the "
+                      "test accuracy will flatter the model on new voices", stacklevel=2)
+    return out
 
 
 # ------------------------------------------------------------- subsets and the leaky split (03)

@@ -120,6 +120,47 @@ def test_index_testset_layout_parses_unknown_and_never_crosses_speakers(tmp_path
     assert {c.split for c in data.build_index(root, assign="test")} == {"test"}
 
 
+def test_carve_out_trains_on_every_clip_but_a_speaker_validation_share(tmp_path: Path) -> None:
+    spk = speakers(80)
+    root = write_dataset(tmp_path / "full", ["yes", "no"], spk)  # official lists present
+    listed_test = set((root / "testing_list.txt").read_text().split())
+    clips = data.build_index(root, assign="carve")
+    by_split = Counter(c.split for c in clips)
+    assert set(by_split) == {"train", "validation", "test"}
+    # Clips the official list puts in test are never trained on; everything else trains ...
+    assert {c.split == "test" for c in clips if f"{c.word}/{Path(c.path).name}" in listed_test} \
+        == {True}
+    assert by_split["train"] + by_split["validation"] == len(clips) - len(listed_test)
+    # ... but a 10 % speaker-hash carve-out, no speaker on both sides.
+    share = by_split["validation"] / (by_split["train"] + by_split["validation"])
+    assert 0.02 < share < 0.25
+    seen: dict[str, set[str]] = {}
+    for c in clips:
+        seen.setdefault(c.speaker, set()).add(c.split)
+    assert all(len(v) == 1 for v in seen.values())
+    with pytest.raises(ValueError, match="assign"):
+        data.build_index(root, assign="everything")
+
+
+def test_load_task_tests_on_another_folder(tmp_path: Path) -> None:
+    words = ["yes", "no"]
+    root = write_dataset(tmp_path / "mine", words, speakers(40), lists=False)
+    other = write_dataset(tmp_path / "other", words, speakers(50)[40:], lists=False)
+    kw = {"cache_dir": tmp_path / "cache", "progress": False, "words": words}
+    with pytest.raises(ValueError, match="test_data"):
+        data.load_task(root, "all", carve_out=True, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # disjoint speakers: no warning
+        s = data.load_task(root, "all", test_data=other, carve_out=True, **kw)
+    assert len(s["test"]) == 20 and set(s["test"].speakers) == set(speakers(50)[40:])
+    assert len(s["train"]) + len(s["validation"]) == 80 and len(s["validation"]) > 0
+    with pytest.warns(UserWarning, match="also training speakers"):
+        data.load_task(root, "all", test_data=root, carve_out=True, **kw)
+    odd = write_dataset(tmp_path / "odd", ["yes", "up"], speakers(2), lists=False)
+    with pytest.raises(ValueError, match="classes"):  # every word folder of each: they differ
+        data.load_task(root, "all", test_data=odd, cache_dir=tmp_path / "cache", progress=False)
+
+
 def test_folder_from_one_official_split_is_redrawn(tmp_path: Path) -> None:
     # Speakers that all hash to the official 'test' bucket, like the official test-set archive.
     test_spk = [s for s in speakers(3000) if data.which_set(s) == "test"][:60]
