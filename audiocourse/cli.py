@@ -64,7 +64,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = train_task(
         args.data, "all" if words else args.task, args.model, out=out, noise_dir=args.noise,
-        words=words, width=args.width, recipe=f"{args.model}_paper" if args.paper else None,
+        words=words, test_data=args.test_data, carve_out=args.carve_out, width=args.width,
+        normalise=args.normalise, recipe=f"{args.model}_paper" if args.paper else None,
         seed=args.seed, device=device, amp=not args.no_amp, compile=args.compile,
         resume=not args.no_resume, progress=not args.quiet, **options,
     )
@@ -147,6 +148,10 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--words", default=None, help="comma-separated words, e.g. yes,no,up")
     p.add_argument("--noise", type=Path, default=None, help="folder of background-noise WAVs "
                    "(default: the dataset's _background_noise_)")
+    p.add_argument("--test-data", default=None, help="test on every clip of this dataset or "
+                   "folder (e.g. speech_commands_test_set_v0.02, your own recordings)")
+    p.add_argument("--carve-out", action="store_true", help="with --test-data: train on every "
+                   "clip of --data but a 10 %% speaker validation carve-out")
     p.add_argument("--model", default="bcresnet", choices=list(MODELS))
     p.add_argument("--out", type=Path, default=None, help="output folder (runs/MODEL_TASK)")
     p.add_argument("--width", type=float, default=None, help="BC-ResNet width (tau)")
@@ -155,6 +160,8 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
                        ("label-smoothing", float)):
         p.add_argument(f"--{name}", type=kind, default=None, help="default: the model's recipe")
     p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default=None)
+    p.add_argument("--normalise", choices=["band", "clip"], default=None, help="features per "
+                   "band with training statistics, or each clip on its own (default: recipe's)")
     p.add_argument("--paper", action="store_true", help="bcresnet: the paper's recipe (SGD, 200 "
                    "epochs, batch 100) instead of the course's fast one")
     p.add_argument("--seed", type=int, default=0)

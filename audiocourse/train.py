@@ -51,14 +51,22 @@ _SPEC_AUGMENT = {"freq_masks": 2, "freq_width": 5, "time_masks": 2, "time_width"
 
 
 class Normaliser(nn.Module):
-    """``(features - mean) / std`` per feature row, statistics from the training split."""
+    """``(features - mean) / std`` per feature row, statistics from the training split; or, with
+    ``per_clip``, one mean and std per clip (and channel), so that a clip's loudness and the
+    microphone's level drop out and no statistics are stored."""
 
-    def __init__(self, mean: Tensor | None = None, std: Tensor | None = None) -> None:
+    def __init__(
+        self, mean: Tensor | None = None, std: Tensor | None = None, per_clip: bool = False
+    ) -> None:
         super().__init__()
+        self.per_clip = per_clip
         self.register_buffer("mean", torch.as_tensor(0.0 if mean is None else mean).float())
         self.register_buffer("std", torch.as_tensor(1.0 if std is None else std).float())
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.per_clip:  # over (feature rows, frames): a gain change shifts every log cell alike
+            mean = x.mean(dim=(-2, -1), keepdim=True)
+            return (x - mean) / x.std(dim=(-2, -1), keepdim=True).clamp_min(1e-5)
         return (x - self.mean) / self.std
 
 
@@ -69,7 +77,8 @@ class Pipeline(nn.Module):
     speed perturbation by up to ``speed_change``, background noise (probability ``noise_prob``,
     gain up to ``noise_gain``; rows labelled ``silence_label`` always, up to ``silence_gain``),
     the frontend, normalisation, SpecAugment (``spec_augment``: True, a dict, or False).
-    Evaluation batches get only the frontend and normalisation.
+    Evaluation batches get only the frontend and normalisation. ``normalise``: ``"band"``
+    (per feature row, training-split statistics) or ``"clip"`` (each clip on its own).
     """
 
     def __init__(
@@ -84,11 +93,15 @@ class Pipeline(nn.Module):
         silence_label: int | None = None,
         silence_gain: float = 1.0,
         spec_augment: dict[str, Any] | bool | None = True,
+        normalise: str = "band",
     ) -> None:
         super().__init__()
+        if normalise not in ("band", "clip"):
+            raise ValueError(f"normalise must be 'band' or 'clip', got {normalise!r}")
         self.frontend = make_frontend(feature)
         self.feature = frontend_config(self.frontend)
-        self.normaliser = Normaliser()
+        self.normalise = normalise
+        self.normaliser = Normaliser(per_clip=normalise == "clip")
         sa = dict(_SPEC_AUGMENT) if spec_augment is True else dict(spec_augment or {}) or None
         self.augment = {"time_shift_ms": float(time_shift_ms), "speed_change": float(speed_change),
                         "noise_prob": float(noise_prob), "noise_gain": float(noise_gain),
@@ -108,20 +121,25 @@ class Pipeline(nn.Module):
         """What a checkpoint stores: feature config, normaliser statistics, augmentation."""
         fitted = self.normaliser.mean.dim() > 0
         return {"feature": dict(self.feature), "augment": dict(self.augment),
+                "normalise": self.normalise,
                 "mean": self.normaliser.mean.cpu() if fitted else None,
                 "std": self.normaliser.std.cpu() if fitted else None}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Pipeline:
         """Rebuild a pipeline saved with :meth:`state` (checkpoints; notebook 06)."""
-        pipe = cls(state["feature"], **state.get("augment", {}))
-        if state.get("mean") is not None:
+        pipe = cls(state["feature"], normalise=state.get("normalise", "band"),
+                   **state.get("augment", {}))
+        if state.get("mean") is not None and pipe.normalise == "band":
             pipe.normaliser = Normaliser(state["mean"], state["std"])
         return pipe
 
     @torch.no_grad()
     def fit_normaliser(self, waves: Tensor | np.ndarray | Iterable, batch: int = 512) -> Pipeline:
-        """Per-row mean/std of the clean features of the training waveforms (notebook 05)."""
+        """Per-row mean/std of the clean features of the training waveforms (notebook 05);
+        nothing to fit when each clip is normalised on its own."""
+        if self.normalise == "clip":
+            return self
         dev, total, sq, count = self.noise.device, 0.0, 0.0, 0
         if isinstance(waves, Tensor | np.ndarray):
             w = waves
@@ -800,10 +818,13 @@ def train_task(
     noise: np.ndarray | None = None,
     noise_dir: str | Path | None = None,
     words: Sequence[str] | None = None,
+    test_data: str | Path | None = None,
+    carve_out: bool = False,
     width: float | None = None,
     recipe: str | None = None,
     model_kwargs: dict[str, Any] | None = None,
     augment: dict[str, Any] | None = None,
+    normalise: str | None = None,
     progress: bool = True,
     **fit_kwargs: Any,
 ) -> RunResult:
@@ -811,27 +832,33 @@ def train_task(
 
     ``data``: a dataset name or folder; ``splits``/``noise`` skip the loading when the caller has
     them; ``noise_dir`` takes background noise from another folder; ``words`` picks a subset of
-    word folders (with ``task='all'``). Any :func:`fit` keyword
-    overrides the recipe. With ``out``: checkpoints there (resumed if present), the test figures
-    recorded in ``best.pt`` and written to ``metrics.json``.
+    word folders (with ``task='all'``); ``test_data``/``carve_out``: test on another folder,
+    train on every clip but a validation carve-out (:func:`load_task`). ``normalise`` and any
+    :func:`fit` keyword override the recipe. With ``out``: checkpoints there (resumed if
+    present), the test figures recorded in ``best.pt`` and written to ``metrics.json``.
     """
     root = resolve_dataset(data)
-    splits = splits or load_task(root, task, words=words, noise_dir=noise_dir, progress=progress)
+    test_root = resolve_dataset(test_data) if test_data else None
+    splits = splits or load_task(root, task, words=words, noise_dir=noise_dir, progress=progress,
+                                 test_data=test_root, carve_out=carve_out)
     noise = noise if noise is not None else background_noise(root, "train", noise_dir=noise_dir)
     recipe = default_recipe(recipe or model)  # e.g. "bcresnet_paper": the published one
     mkw = {**recipe.pop("model_kwargs"), **(model_kwargs or {})}
     if width is not None:  # BC-ResNet's tau
         mkw["width"] = width
     aug = {**recipe.pop("augment"), **(augment or {})}
+    normalise = normalise or recipe.pop("normalise", "band")
+    recipe.pop("normalise", None)
     classes = list(splits["train"].classes)
     if "_silence_" in classes:
         aug.setdefault("silence_label", classes.index("_silence_"))
     torch.manual_seed(fit_kwargs.get("seed", 0))  # the initial weights depend on the seed too
     net = build_model(model, len(classes), **mkw)
-    pipe = Pipeline(model_frontend(model, **mkw), noise=noise, **aug)
+    pipe = Pipeline(model_frontend(model, **mkw), noise=noise, normalise=normalise, **aug)
     history = fit(net, splits["train"], splits["validation"], pipeline=pipe, checkpoint_dir=out,
                   model_name=model, model_kwargs=mkw, classes=classes, progress=progress,
-                  config={"task": task, "data": str(root), "augment": aug},
+                  config={"task": task, "data": str(root), "augment": aug,
+                          "normalise": normalise},
                   **{**recipe, **fit_kwargs})
     test = evaluate(net, splits["test"], pipe)
     val = [v for v in history["val_acc"] if v is not None]
@@ -841,7 +868,8 @@ def train_task(
                "best_val_acc": max(val, default=None), "epochs": len(history),
                "train_seconds": history.train_seconds(),
                "samples_per_s": float(np.median(history["samples_per_s"] or [np.nan])),
-               "recipe": {**recipe, **fit_kwargs, "augment": aug}, "test": test.to_dict()}
+               "recipe": {**recipe, **fit_kwargs, "augment": aug, "normalise": normalise},
+               "test": test.to_dict()}
     if out is not None:
         Path(out, "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
         record_test(out, test, task=task, data=str(root), params=metrics["params"])

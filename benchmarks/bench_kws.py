@@ -27,10 +27,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -226,40 +228,64 @@ def fold_of(speaker: str, k: int) -> int:
 
 
 def _course_model(train, held_out, noise, seed: int, args, device, last_epoch: bool) -> float:
-    """The course default (``train_task``'s recipe) trained on ``train``, scored on
-    ``held_out``; with ``last_epoch`` the held-out part never picks an epoch."""
+    """The course default (``train_task``'s recipe, ``--course`` overrides) trained on
+    ``train``, scored on ``held_out``; with ``last_epoch`` the held-out part never picks an
+    epoch."""
     kw = {"width": args.width, "epochs": args.epochs, "batch_size": args.batch_size,
-          "lr": args.lr, "restore_best": not last_epoch}
+          "lr": args.lr, "restore_best": not last_epoch, **json.loads(args.course)}
     res = T.train_task(args.real, "12", "bcresnet", splits={"train": train,
                        "validation": held_out, "test": held_out}, noise=noise, device=device,
                        progress=args.progress, seed=seed, **kw)
     return res.test.accuracy
 
 
-def _cross_validate(args, device, pool, noise) -> dict:
-    """k speaker folds x seeds; the test split is not touched."""
+def _cv_run(job: tuple[str, int, int], args: argparse.Namespace) -> dict:
+    """One (model, fold, seed) of the cross-validation, in a worker process (one thread)."""
+    which, fold, seed = job
+    torch.set_num_threads(1 if args.jobs > 1 else torch.get_num_threads())
+    splits = load_task(args.real, "12", progress=False)  # the int16 cache: a memory map
+    pool = pool_splits(splits["train"], splits["validation"])
     folds = np.array([fold_of(s, args.folds) for s in pool.speakers])
-    scores: dict[str, list[float]] = {"course default": [], "baseline": []}
-    for f in range(args.folds):
-        tr = subset_split(pool, np.flatnonzero(folds != f))
-        va = subset_split(pool, np.flatnonzero(folds == f))
-        for seed in range(args.seed, args.seed + args.seeds):
-            t0 = time.perf_counter()
-            a = _course_model(tr, va, noise, seed, args, device, last_epoch=True)
-            b = baseline_kws.accuracy(baseline_kws.train_baseline(
-                tr.audio, tr.labels, noise, len(pool.classes), seed, args.baseline_epochs),
-                va.audio, va.labels)
-            scores["course default"].append(a)
-            scores["baseline"].append(b)
-            print(f"  fold {f} ({len(tr.labels)} train / {len(va.labels)} held-out clips), seed "
-                  f"{seed}: course default {100 * a:.2f} %, baseline {100 * b:.2f} % "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    tr = subset_split(pool, np.flatnonzero(folds != fold))
+    va = subset_split(pool, np.flatnonzero(folds == fold))
+    noise, t0 = background_noise(args.real, "train"), time.perf_counter()
+    if which == "baseline":
+        net = baseline_kws.train_baseline(tr.audio, tr.labels, noise, len(pool.classes), seed,
+                                          args.baseline_epochs)  # fmt: skip
+        acc = baseline_kws.accuracy(net, va.audio, va.labels)
+    else:
+        acc = _course_model(tr, va, noise, seed, args, get_device(args.device), last_epoch=True)
+    return {"model": which, "fold": fold, "seed": seed, "folds": args.folds, "acc": acc,
+            "n_train": len(tr.labels), "n_held_out": len(va.labels), "course": args.course,
+            "epochs": args.epochs, "seconds": round(time.perf_counter() - t0)}
+
+
+def _cross_validate(args: argparse.Namespace) -> dict:
+    """k speaker folds x seeds x (course default, baseline); the test split is not touched.
+    ``--jobs`` runs that many at once (one thread each); ``--log`` appends every run."""
+    models = {"course": ["course default"], "baseline": ["baseline"]}.get(
+        args.only, ["course default", "baseline"])
+    jobs = [(m, f, s) for f in range(args.folds) for s in range(args.seed, args.seed + args.seeds)
+            for m in models]  # fmt: skip
+    scores: dict[str, dict[tuple[int, int], float]] = {m: {} for m in models}
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
+        for rec in ex.map(_cv_run, jobs, [args] * len(jobs)):
+            scores[rec["model"]][rec["fold"], rec["seed"]] = rec["acc"]
+            print(f"  fold {rec['fold']} ({rec['n_train']} train / {rec['n_held_out']} held-out "
+                  f"clips), seed {rec['seed']}: {rec['model']} {100 * rec['acc']:.2f} % "
+                  f"({rec['seconds']} s)", flush=True)
+            if args.log:
+                with open(args.log, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
     for name, acc in scores.items():
-        print(f"  {name}: {100 * np.mean(acc):.2f} ± {100 * np.std(acc, ddof=1):.2f} % "
-              f"(mean ± sd over {args.folds} folds x {args.seeds} seeds, last epoch)")
-    diff = np.subtract(scores["course default"], scores["baseline"])
-    print(f"  paired difference: {100 * diff.mean():+.2f} ± {100 * diff.std(ddof=1):.2f} points")
-    return scores
+        a = 100 * np.array(list(acc.values()))
+        print(f"  {name}: {a.mean():.2f} ± {a.std(ddof=1) if len(a) > 1 else 0:.2f} % (mean ± "
+              f"sd over {args.folds} folds x {args.seeds} seeds, last epoch)")
+    if len(models) == 2:
+        diff = 100 * np.subtract(*[list(scores[m].values()) for m in models])
+        print(f"  paired difference: {diff.mean():+.2f} ± "
+              f"{diff.std(ddof=1) if len(diff) > 1 else 0:.2f} points")
+    return {m: list(v.values()) for m, v in scores.items()}
 
 
 def part_c(args: argparse.Namespace, device: torch.device) -> dict:
@@ -273,8 +299,7 @@ def part_c(args: argparse.Namespace, device: torch.device) -> dict:
     print(f"  {args.real}: task 12, " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
           + f"; noise bank {noise.shape[0]} x 1 s")
     if args.folds > 1:
-        pool = pool_splits(splits["train"], splits["validation"])
-        return _cross_validate(args, device, pool, noise)
+        return _cross_validate(args)
     results: dict[str, list[float]] = {"course default": [], "baseline": []}
     for seed in range(args.seed, args.seed + args.seeds):  # the test split, once per seed
         results["course default"].append(_course_model(
@@ -310,6 +335,14 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=0,
                     help="(c): speaker-grouped cross-validation on train+validation (k folds)")
     ap.add_argument("--baseline-epochs", type=int, default=None, help="default: its 40")
+    ap.add_argument("--course", default="{}",
+                    help='(c): JSON train_task keywords for the course model, e.g. '
+                         '\'{"normalise": "band"}\' (the recipe before issue 12)')  # fmt: skip
+    ap.add_argument("--only", choices=["course", "baseline"], default=None,
+                    help="(c) with --folds: run only this model")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="(c) with --folds: runs at once, one thread each (2 on 2 cores)")
+    ap.add_argument("--log", default=None, help="(c) with --folds: append each run (JSONL)")
     ap.add_argument("--json", default=None, help="write every figure to this JSON file")
     ap.add_argument("--progress", action="store_true", help="progress bars in (c)")
     args = ap.parse_args()

@@ -296,6 +296,26 @@ def test_pipeline_state_round_trip() -> None:
     assert again.augment == pipe.augment
 
 
+def test_per_clip_normalisation_ignores_loudness_and_survives_a_checkpoint() -> None:
+    x = torch.from_numpy(tone_split(16, 0).audio).float() / 32768
+    pipe = T.Pipeline(normalise="clip").fit_normaliser(x)  # nothing to fit
+    assert pipe.normaliser.mean.dim() == 0
+    f = pipe(x)
+    torch.testing.assert_close(f.mean(dim=(1, 2)), torch.zeros(16), atol=1e-4, rtol=0)
+    torch.testing.assert_close(f.std(dim=(1, 2)), torch.ones(16), atol=1e-4, rtol=0)
+    # 12 dB quieter: every log-mel cell above the floor moves by the same amount, which the
+    # per-clip mean takes out; the per-band normaliser of the training split keeps the shift.
+    quiet = pipe(x / 4)
+    assert (quiet - f).abs().median() < 0.01
+    band = T.Pipeline().fit_normaliser(x)
+    assert (band(x / 4) - band(x)).abs().median() > 0.1
+    again = T.Pipeline.from_state(pipe.state())
+    assert again.normalise == "clip"
+    torch.testing.assert_close(again(x), f)
+    with pytest.raises(ValueError, match="normalise"):
+        T.Pipeline(normalise="global")
+
+
 def test_infer_module_is_a_sequential_of_frontend_normaliser_model() -> None:
     pipe = T.Pipeline().fit_normaliser(torch.from_numpy(tone_split(16, 0).audio))
     model = TinyCnn().eval()
