@@ -32,18 +32,18 @@ from audiocourse.plots import (  # noqa: F401
     plot_spectrum, plot_spectrogram, plot_mel_filterbank, plot_feature_trio, plot_png_grid,
 )
 
-# 03 - a CNN on spectrogram images: splits as arrays, the image route, the one training loop
-from audiocourse.data import (  # noqa: F401
-    SplitData, load_split, load_task, subset_split, pool_splits, leaky_split_data,
-    speaker_overlap,
-)
+# 03 - a CNN on spectrogram images: splits as arrays, the image route, the original model
+from audiocourse.data import SplitData, load_split, load_task, subset_split  # noqa: F401
 from audiocourse.images import (  # noqa: F401
     SpectrogramImageFolder, image_loader, export_split_images, pixels_from_audio,
 )
-from audiocourse.models import CNNetOriginal, CNNet, build_model, model_frontend  # noqa: F401
-from audiocourse.train import (  # noqa: F401
-    fit, evaluate, plot_history, plot_confusion, count_parameters, model_summary,
-)
+from audiocourse.models import CNNetOriginal, build_model  # noqa: F401
+from audiocourse.train import evaluate, count_parameters  # noqa: F401
+
+# 03b - the fixed CNN: the one training loop, its plots, the leaky split
+from audiocourse.data import pool_splits, leaky_split_data, speaker_overlap  # noqa: F401
+from audiocourse.models import CNNet, model_frontend  # noqa: F401
+from audiocourse.train import fit, plot_history, plot_confusion, model_summary  # noqa: F401
 
 # 04 - a 1-D CNN on MFCC features
 from audiocourse.models import MfccCnn1d  # noqa: F401

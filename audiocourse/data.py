@@ -462,11 +462,11 @@ def load_task(
     return out
 
 
-# ------------------------------------------------------------- subsets and the leaky split (03)
+# --------------------------------------------------------- subsets and the leaky split (03, 03b)
 
 
 def speaker_overlap(train_speakers: Sequence[str], test_speakers: Sequence[str]) -> dict[str, Any]:
-    """How much a test set leaks: its speakers and clips also heard in training (notebook 03)."""
+    """How much a test set leaks: its speakers and clips also heard in training (notebook 03b)."""
     train, test = set(train_speakers), set(test_speakers)
     seen_clips, n = sum(s in train for s in test_speakers), len(test_speakers)
     return {
@@ -496,7 +496,7 @@ def _random_split_indices(n: int, fractions=(0.8, 0.2), seed: int | None = None)
 
 
 def pool_splits(*parts: SplitData) -> SplitData:
-    """Several splits of one task as one in-memory pool, every row every epoch (notebook 03)."""
+    """Several splits of one task as one in-memory pool, every row every epoch (notebook 03b)."""
     if any(list(p.classes) != list(parts[0].classes) for p in parts):
         raise ValueError("all splits must have the same classes")
     return SplitData(np.concatenate([np.asarray(p.audio) for p in parts]),
@@ -508,7 +508,7 @@ def pool_splits(*parts: SplitData) -> SplitData:
 def leaky_split_data(
     splits: dict[str, SplitData], fractions: Sequence[float] = (0.8, 0.2), seed: int | None = None
 ) -> tuple[SplitData, SplitData]:
-    """All clips pooled and split clip by clip, as the original did (notebook 03).
+    """All clips pooled and split clip by clip, as the original did (notebook 03b).
 
     The same speaker's clips land on both sides: only for measuring the leak, never for real
     evaluation (``seed=None`` draws from the global RNG, as the original).

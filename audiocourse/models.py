@@ -64,7 +64,7 @@ def _conv_bn(c_in: int, c_out: int, k: int, padding: int = 0) -> list[nn.Module]
 
 
 class CNNet(nn.Module):
-    """The fixed spectrogram CNN: the original's 5x5 blocks, every flaw removed (notebook 03).
+    """The fixed spectrogram CNN: the original's 5x5 blocks, every flaw removed (notebook 03b).
 
     One input channel, batch norm after each convolution, ``extra_blocks`` 3x3 blocks (the
     original's two blocks see only ~16 x 16 input cells), an adaptive average pool to a coarse

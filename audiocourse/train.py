@@ -698,11 +698,11 @@ def _print_epoch(rec: dict[str, Any], epochs: int, improved: bool) -> None:
                f"{' *' if improved else ''}")
 
 
-# --- Looking at a model and its training (notebook 03) -------------------------------------------
+# --- Looking at a model and its training (notebooks 03, 03b) ------------------------------------
 
 
 def plot_history(history: Sequence[dict], title: str | None = None) -> plt.Figure:
-    """Loss and accuracy per epoch, training vs validation (notebook 03)."""
+    """Loss and accuracy per epoch, training vs validation (notebook 03b)."""
     h = History(history)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
     ax1.plot(h["epoch"], h["train_loss"], "o-", label="training (running mean, train mode)")
@@ -722,7 +722,7 @@ def plot_history(history: Sequence[dict], title: str | None = None) -> plt.Figur
 
 
 def plot_confusion(result: EvalResult, title: str | None = None) -> plt.Figure:
-    """Confusion matrix, rows = true class coloured by recall, cells = counts (notebook 03)."""
+    """Confusion matrix, rows = true class coloured by recall, cells = counts (notebook 03b)."""
     cm, classes = result.confusion, result.classes
     shown = 100 * cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.55 * len(classes) + 2)
@@ -746,7 +746,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def model_summary(model: nn.Module, input_size: Sequence[int], depth: int = 3) -> Any:
-    """torchinfo's table of layers, output shapes and parameters for one input (notebook 03)."""
+    """torchinfo's table of layers, output shapes and parameters for one input (notebook 03b)."""
     from torchinfo import summary
 
     cols = ("output_size", "num_params", "mult_adds")

@@ -1,31 +1,31 @@
-"""Benchmark notebooks 03 and 04 on real clips: accuracy on unseen speakers, and speed.
+"""Benchmark notebooks 03, 03b and 04 on real clips: accuracy on unseen speakers, and speed.
 
     .venv/bin/python benchmarks/bench_models.py                   # both parts (~15 min, 2 cores)
-    .venv/bin/python benchmarks/bench_models.py --parts yesno     # notebook 03's figures only
+    .venv/bin/python benchmarks/bench_models.py --parts yesno     # notebooks 03/03b's figures only
     .venv/bin/python benchmarks/bench_models.py --parts ten --cnn2d-spectrogram
 
 Data: the real clips in ``$AUDIO_COURSE_REAL_DATA`` (or ``--data``), split by speaker by the data
 layer (``data.load_task``: a salted speaker hash, 65/15/20 % of the speakers), so every test
 clip is from a speaker never heard in training. Not a test: it prints figures.
 
-yesno (notebook 03)
+yesno (notebooks 03 and 03b)
     * the original Microsoft Learn CNN, bugs included (``CNNetOriginal``), with the original recipe
       (Adam 1e-4, batch 15, 15 epochs, last epoch kept) from PNG images exported with notebook 02's
       exporter and read like ``ImageFolder`` (RGB, ``Resize((201, 81))``): test accuracy;
     * the same model and recipe from in-memory tensors with identical pixels: test accuracy
       (agreement) and training seconds per epoch for both routes, plus the input pipeline alone
       (one epoch of batches, no model);
-    * the fixed ``CNNet`` with its recipe (``train.default_recipe('cnnet')``, as in notebook 03;
+    * the fixed ``CNNet`` with its recipe (``train.default_recipe('cnnet')``, as in notebook 03b;
       the tensor route with the device pipeline), for ``--seeds`` seeds (default 3; with ~110
       test clips one clip is 0.9 %): test accuracy of each, mean and standard deviation -- each
       the same as ``python utils.py train --task yesno --model cnnet --data real --seed S``.
-leak (notebook 03, section 4.7; not in the default parts)
+leak (notebook 03b, section 3; not in the default parts)
     the fixed model trained on the original's random 80/20 split of all yes/no clips: accuracy on
     its test clips by speakers seen in training vs new speakers.
 ten (notebook 04)
     the 1-D MFCC CNN, plain (source recipe: Adam 1e-3, no augmentation) and each improvement
     step (course recipe, deltas, batch norm, global average pooling, second block, kernel 5),
-    and the 2-D CNN of notebook 03 on 40-band log-mel (``--cnn2d-spectrogram`` adds its 201 x 81
+    and the 2-D CNN of notebook 03b on 40-band log-mel (``--cnn2d-spectrogram`` adds its 201 x 81
     spectrogram input, ~5x slower), all with the same number of epochs: validation and test
     accuracy (mean and standard deviation over ``--seeds`` seeds), parameters, seconds per epoch.
 
@@ -126,13 +126,13 @@ def _tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, device: t
 
 
 def part_yesno(root: Path, args: argparse.Namespace, device: torch.device) -> list[str]:
-    """Notebook 03's figures; returns markdown table rows."""
+    """Notebooks 03 and 03b's figures; returns markdown table rows."""
     seed = args.seed
     splits = load_task(root, "yesno", progress=False)
     classes = splits["train"].classes
     noise = background_noise(root, "train")
     sizes = ", ".join(f"{k} {len(v)} ({len(set(v.speakers))} speakers)" for k, v in splits.items())
-    print(f"\n== yes/no (notebook 03) on {root.name}: {sizes}")
+    print(f"\n== yes/no (notebooks 03/03b) on {root.name}: {sizes}")
     rows = []
 
     out = Path(tempfile.mkdtemp(prefix="bench_models_png_"))
@@ -214,7 +214,7 @@ def part_yesno(root: Path, args: argparse.Namespace, device: torch.device) -> li
 
 
 def part_leak(root: Path, args: argparse.Namespace, device: torch.device) -> list[str]:
-    """Notebook 03, section 4.7: the fixed model on the original's random 80/20 split."""
+    """Notebook 03b, section 3: the fixed model on the original's random 80/20 split."""
     seed = args.seed
     splits = load_task(root, "yesno", progress=False)
     classes = splits["train"].classes
@@ -223,7 +223,7 @@ def part_leak(root: Path, args: argparse.Namespace, device: torch.device) -> lis
     tr, te = data.leaky_split_data(splits, (0.8, 0.2), seed=seed)
     leak = data.speaker_overlap(tr.speakers, te.speakers)
     print(
-        f"\n== leaky random 80/20 split of all yes/no clips (notebook 03, 4.7): "
+        f"\n== leaky random 80/20 split of all yes/no clips (notebook 03b, section 3): "
         f"{len(tr)} train / {len(te)} test"
     )
     torch.manual_seed(seed)
@@ -269,7 +269,7 @@ def part_ten(root: Path, args: argparse.Namespace, device: torch.device) -> list
     if args.cnn2d_spectrogram:
         feats.append(("dB spectrogram 201x81", model_frontend("cnnet")))
     for label, feat in feats:
-        configs.append((f"2-D CNN of notebook 03 (CNNet) on {label}", "cnnet", {}, feat, course,
+        configs.append((f"2-D CNN of notebook 03b (CNNet) on {label}", "cnnet", {}, feat, course,
                         course_aug))  # fmt: skip
 
     rows = []

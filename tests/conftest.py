@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tarfile
 import threading
 from functools import partial
@@ -15,6 +16,12 @@ import pytest
 import soundfile as sf
 
 REAL_DATA = os.environ.get("AUDIO_COURSE_REAL_DATA")
+# The course's notebooks in reading order: 01_..., 03_..., 03b_... (a second part), 04_...
+NOTEBOOKS = sorted(
+    p
+    for p in (Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]*_*.ipynb")
+    if re.match(r"\d\d[a-z]?_", p.name)
+)
 needs_real = pytest.mark.skipif(
     not REAL_DATA or not Path(REAL_DATA).is_dir(),
     reason="set AUDIO_COURSE_REAL_DATA to the real Speech Commands clips",

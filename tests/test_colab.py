@@ -16,10 +16,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import NOTEBOOKS
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXECUTED = ("01_", "06_")  # run top to bottom; the others run their setup cell only
 REPO_DEFAULT = re.compile(r'os\.environ\.get\("AUDIO_COURSE_REPO", "([^"]+)"\)')
 BADGE = re.compile(r"https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/[^/]+/(\S+?)\)")

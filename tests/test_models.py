@@ -1,4 +1,4 @@
-"""Models, registry and the PNG image route of notebooks 03/04 (fast: tiny inputs, no training)."""
+"""Models, registry and the PNG image route of notebooks 03-04 (fast: tiny inputs, no training)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def _class_ast(source: str, name: str) -> str:
 
 
 @pytest.mark.parametrize("notebook, cls", [("03_cnn_spectrogram_images", CNNetOriginal),
-                                           ("03_cnn_spectrogram_images", CNNet),
+                                           ("03b_fixed_cnn_and_speaker_leaks", CNNet),
                                            ("04_mfcc_1d_cnn", MfccCnn1d),
                                            ("04_mfcc_1d_cnn", MfccCnn1dPlus)])  # fmt: skip
 def test_notebook_writes_the_same_class_as_the_module(notebook, cls):

@@ -27,12 +27,11 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import REAL_DATA
+from conftest import NOTEBOOKS, REAL_DATA
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 DATASETS = ["demo"] + (["real"] if REAL_DATA and Path(REAL_DATA).is_dir() else [])
 ROOT_FINDER = re.compile(r"sys\.path\.insert\(0, .*utils\.py")
 EXECUTED = Path(os.environ.get("AUDIO_COURSE_NOTEBOOK_OUT") or ROOT / "notebooks" / "executed")
