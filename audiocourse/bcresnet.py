@@ -97,11 +97,7 @@ class BCResNet(nn.Module):
     """
 
     def __init__(
-        self,
-        n_classes: int = 12,
-        width: float = 1.0,
-        n_mels: int = 40,
-        sub_bands: int = 5,
+        self, n_classes: int = 12, width: float = 1.0, n_mels: int = 40, sub_bands: int = 5,
         dropout: float = 0.1,
     ) -> None:
         super().__init__()

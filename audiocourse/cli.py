@@ -79,10 +79,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    """README's first command: 240 synthetic speakers and notebook 04's 1-D MFCC CNN, end to end.
-
-    ``benchmarks/bench_quickstart.py`` measures its time and accuracy.
-    """
+    """README's first command: 240 synthetic speakers and notebook 04's 1-D MFCC CNN, end to end
+    (``benchmarks/bench_quickstart.py`` measures its time and accuracy)."""
     t0 = time.perf_counter()
     root = make_demo_dataset(data_dir() / "speech_commands_demo_240", n_speakers=240)
     argv = ["train", "--data", str(root), "--task", "12", "--model", "mfcc1d_plus", "--epochs",
@@ -185,8 +183,6 @@ def _add_train_commands(sub: argparse._SubParsersAction) -> None:
 
 
 # --- 06: predict, stream, export ---
-
-
 def _print_top(name: str, top: list) -> None:
     print(f"{name}: " + ", ".join(f"{word} {100 * prob:.1f}%" for word, prob in top))
 
@@ -212,9 +208,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_stream(args: argparse.Namespace) -> int:
     model = load_inference_model(args.checkpoint, device=args.device)[:2]
     x, name = as_audio(args.file)
-    res = stream(x, model, sample_rate=SAMPLE_RATE, hop_ms=args.hop_ms,
-                       smooth_ms=args.smooth_ms, threshold=args.threshold,
-                       refractory_ms=args.refractory_ms)
+    res = stream(x, model, sample_rate=SAMPLE_RATE, hop_ms=args.hop_ms, smooth_ms=args.smooth_ms,
+                 threshold=args.threshold, refractory_ms=args.refractory_ms)
     print(f"{name}: {len(x) / SAMPLE_RATE:.2f} s, {len(res.times)} windows, "
           f"{len(res.detections)} detections (threshold {args.threshold})")
     for d in res.detections:
@@ -228,8 +223,8 @@ def _cmd_stream(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     rep = export_model(args.checkpoint, args.out or args.checkpoint.parent / "export",
-                             [args.format], parity_audio=args.data, latency_runs=args.runs,
-                             latency_threads=args.threads, exporter=args.exporter)
+                       [args.format], parity_audio=args.data, latency_runs=args.runs,
+                       latency_threads=args.threads, exporter=args.exporter)
     print(rep.summary())
     return 0
 
@@ -264,9 +259,6 @@ def _add_infer_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads for the latency runs")
     p.add_argument("--exporter", choices=["auto", "dynamo", "legacy"], default="auto")
     p.set_defaults(func=_cmd_export)
-
-
-# --- end 06 ---
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,7 +59,6 @@ class AudioError(ValueError):
 
 
 # --------------------------------------------------------------------------- audio I/O (01)
-
 def resample(x: np.ndarray, orig_sr: int, new_sr: int) -> np.ndarray:
     """Band-limited (windowed-sinc) resampling along the last axis with torchaudio (notebook 01)."""
     if orig_sr == new_sr:
@@ -114,7 +113,6 @@ def fix_length(x: np.ndarray, n: int = CLIP_SAMPLES) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- index and splits (01)
-
 def _speaker_of(path: str) -> str | None:
     """The 8-hex speaker id in ``[<word>_]<speaker>_nohash_<n>.wav``, or None."""
     m = _SPEAKER_RE.search(os.path.basename(path))
@@ -206,7 +204,6 @@ def _task_classes(task: str, clips: list[Clip], words: list[str] | None) -> list
 
 
 # ------------------------------------------------------------- decoding and caching (01-05)
-
 @dataclass
 class SplitData:
     """One split of a task as arrays: int16 audio ``(N, 16000)`` and int64 labels (notebook 03)."""
@@ -318,10 +315,7 @@ def _noise_files(root: Path, noise_dir: str | Path | None) -> list[Path]:
 
 
 def background_noise(
-    root: str | Path,
-    split: str = "train",
-    clips_per_file: int | None = None,
-    *,
+    root: str | Path, split: str = "train", clips_per_file: int | None = None, *,
     noise_dir: str | Path | None = None,
 ) -> np.ndarray:
     """1-s float32 noise slices ``(K, 16000)`` for augmentation and silence (notebooks 02, 05).
@@ -391,15 +385,8 @@ def _write_cache(npy: Path, chosen: list[Clip], classes: list[str], rows: np.nda
 
 
 def load_split(
-    root: str | Path,
-    task: str,
-    split: str,
-    *,
-    cache_dir: str | Path | None = None,
-    seed: int = 0,
-    assign: str = "auto",
-    progress: bool = True,
-    words: list[str] | None = None,
+    root: str | Path, task: str, split: str, *, cache_dir: str | Path | None = None,
+    seed: int = 0, assign: str = "auto", progress: bool = True, words: list[str] | None = None,
     noise_dir: str | Path | None = None,
 ) -> SplitData:
     """One split of a task as int16 arrays, decoded once and cached on disk (notebook 03).
@@ -463,20 +450,14 @@ def load_task(
 
 
 # --------------------------------------------------------- subsets and the leaky split (03, 03b)
-
-
 def speaker_overlap(train_speakers: Sequence[str], test_speakers: Sequence[str]) -> dict[str, Any]:
     """How much a test set leaks: its speakers and clips also heard in training (notebook 03b)."""
     train, test = set(train_speakers), set(test_speakers)
     seen_clips, n = sum(s in train for s in test_speakers), len(test_speakers)
-    return {
-        "test_clips": n,
-        "test_clips_seen_speaker": int(seen_clips),
-        "fraction_clips": seen_clips / n if n else 0.0,
-        "test_speakers": len(test),
-        "test_speakers_seen": len(test & train),
-        "fraction_speakers": len(test & train) / len(test) if test else 0.0,
-    }
+    return {"test_clips": n, "test_clips_seen_speaker": int(seen_clips),
+            "fraction_clips": seen_clips / n if n else 0.0, "test_speakers": len(test),
+            "test_speakers_seen": len(test & train),
+            "fraction_speakers": len(test & train) / len(test) if test else 0.0}
 
 
 def subset_split(split: SplitData, indices: Sequence[int] | np.ndarray) -> SplitData:
@@ -521,7 +502,6 @@ def leaky_split_data(
 
 
 # ---------------------------------------------------------------------- dataset names (01)
-
 def resolve_dataset(name: str | Path, download: bool = True, *, drive: bool = False) -> Path:
     """Turn a dataset name into a folder (notebook 01).
 

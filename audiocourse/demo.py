@@ -337,12 +337,8 @@ def _swap_in(tmp: Path, root: Path, params: dict) -> None:
 
 
 def make_demo_dataset(
-    root: str | Path | None = None,
-    *,
-    n_speakers: int = 80,
-    words: Sequence[str] = WORDS_V2,
-    seed: int = 0,
-    progress: bool = True,
+    root: str | Path | None = None, *, n_speakers: int = 80, words: Sequence[str] = WORDS_V2,
+    seed: int = 0, progress: bool = True,
 ) -> Path:
     """Build (or find) the SYNTHETIC eSpeak NG demo set in the Speech Commands layout (notebook 01).
 

@@ -101,10 +101,7 @@ def env_report(device: torch.device | None = None) -> str:
     else:
         dev = f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
         if not torch.cuda.is_available():
-            dev += "; torch sees no CUDA GPU" + (
-                " - Colab: Runtime > Change runtime type > T4 GPU" if in_colab() else ""
-            )
-    return (
-        f"Python {platform.python_version()} | torch {torch.__version__} | "
-        f"torchaudio {torchaudio.__version__} | device: {dev}"
-    )
+            colab = " - Colab: Runtime > Change runtime type > T4 GPU" if in_colab() else ""
+            dev += f"; torch sees no CUDA GPU{colab}"
+    return (f"Python {platform.python_version()} | torch {torch.__version__} | "
+            f"torchaudio {torchaudio.__version__} | device: {dev}")

@@ -201,8 +201,6 @@ def frontend_config(frontend: nn.Module) -> dict[str, Any]:
 
 
 # --- Batch augmentation (notebook 02 previews them, notebook 05 trains with them) -----------
-
-
 def _uniform(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None):
     """U[0, 1) on ``device``; drawn on the generator's device so a CPU generator also seeds CUDA."""
     if generator is None:
@@ -282,9 +280,8 @@ def mix_noise(
         raise ValueError(f"prob must be in [0, 1], got {prob}")
     b, t, dev = x.shape[0], x.shape[-1], x.device
     if noise.dim() != 2 or noise.shape[1] < t or len(noise) == 0:
-        raise ValueError(
-            f"noise bank {tuple(noise.shape)}: want (K, T_noise), not shorter than {t}"
-        )
+        raise ValueError(f"noise bank {tuple(noise.shape)}: want (K, T_noise), not shorter "
+                         f"than {t}")
     k, tn = noise.shape
     if not x.is_floating_point():
         x = _as_float_audio(x)
@@ -341,8 +338,6 @@ def spec_augment(
 
 
 # --- Batched features vs a per-clip loop, and a librosa cross-check (notebook 02) -----------
-
-
 def _to_tensor(a: np.ndarray | Tensor) -> Tensor:
     """NumPy (also a read-only memmap slice) -> a tensor that owns writable memory (a copy)."""
     return a if isinstance(a, Tensor) else torch.from_numpy(np.array(a))
@@ -372,8 +367,7 @@ def batch_logmel(
 
 @torch.no_grad()
 def loop_logmel(
-    audio: np.ndarray | Tensor,
-    device: str | torch.device = "cpu",
+    audio: np.ndarray | Tensor, device: str | torch.device = "cpu",
     frontend: nn.Module | None = None,
 ) -> Tensor:
     """The same features one clip at a time, like a per-item ``Dataset`` (notebook 02)."""
@@ -393,11 +387,9 @@ def compare_with_librosa(
     ours_mel = LogMel(**logmel_kwargs)
     cfg = ours_mel.config
     x = np.asarray(x, np.float32)
-    kw: dict[str, Any] = dict(
-        n_fft=cfg["n_fft"], hop_length=cfg["hop_length"], n_mels=cfg["n_mels"],
-        fmin=cfg["f_min"], fmax=cfg["f_max"], htk=True, norm=None, center=True,
-        pad_mode="reflect", power=2.0,
-    )  # fmt: skip
+    kw: dict[str, Any] = dict(n_fft=cfg["n_fft"], hop_length=cfg["hop_length"],
+                              n_mels=cfg["n_mels"], fmin=cfg["f_min"], fmax=cfg["f_max"],
+                              htk=True, norm=None, center=True, pad_mode="reflect", power=2.0)
     kw.update(librosa_kwargs or {})
     ref = librosa.feature.melspectrogram(y=x, sr=cfg["sample_rate"], **kw) ** (2.0 / kw["power"])
     ours = ours_mel.power_mel(torch.from_numpy(x)).double().numpy()
@@ -410,8 +402,6 @@ def compare_with_librosa(
 
 
 # --- Spectrogram images, Microsoft Learn style, done correctly and fast (notebook 02 -> 03) ---
-
-
 class _DbMel(LogMel):
     """Mel power in dB (``10 * log10`` with the -100 dB floor) instead of the natural log."""
 
@@ -471,9 +461,8 @@ def _export(
         raise ValueError(f"{n} clips but {len(labels)} labels / {len(paths or [])} paths")
     device = torch.device(device)
     if db_range is None:
-        db_range = spectrogram_db_range(
-            audio, kind, n_fft, hop_length, n_mels, top_db, device, batch_size
-        )
+        db_range = spectrogram_db_range(audio, kind, n_fft, hop_length, n_mels, top_db, device,
+                                        batch_size)
     lo, hi = float(db_range[0]), float(db_range[1])
     if not hi > lo:
         raise ValueError(f"db_range must be (low, high) with high > low, got {db_range}")

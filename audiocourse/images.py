@@ -64,11 +64,8 @@ class SpectrogramImageFolder(Dataset):
         missing = [c for c in self.classes if not (self.root / c).is_dir()]
         if missing:
             raise FileNotFoundError(f"{self.root}: no folder for class(es) {missing}")
-        found = [
-            (f, i)
-            for i, c in enumerate(self.classes)
-            for f in sorted((self.root / c).glob("*.png"))
-        ]
+        found = [(f, i) for i, c in enumerate(self.classes)
+                 for f in sorted((self.root / c).glob("*.png"))]
         if not found:
             raise FileNotFoundError(f"{self.root}: no .png files in {self.classes}")
         self.files, self.targets = [f for f, _ in found], [i for _, i in found]
@@ -96,12 +93,8 @@ class SpectrogramImageFolder(Dataset):
 
 
 def image_loader(
-    data: str | Path | Dataset,
-    batch_size: int = 15,
-    shuffle: bool = True,
-    mode: str = "fixed",
-    classes: Sequence[str] | None = None,
-    seed: int | None = 0,
+    data: str | Path | Dataset, batch_size: int = 15, shuffle: bool = True, mode: str = "fixed",
+    classes: Sequence[str] | None = None, seed: int | None = 0,
 ) -> DataLoader:
     """A ``DataLoader`` of ``(images, labels)`` batches for ``train.fit`` (notebook 03).
 
@@ -137,14 +130,9 @@ def export_split_images(splits: dict[str, Any], out_dir: str | Path, **kwargs: A
 
 @torch.no_grad()
 def pixels_from_audio(
-    audio: np.ndarray | Tensor,
-    db_range: tuple[float, float],
-    n_fft: int = 400,
-    hop_length: int = 200,
-    quantize: bool = True,
-    highest_first: bool = False,
-    device: str | torch.device = "cpu",
-    batch_size: int = 512,
+    audio: np.ndarray | Tensor, db_range: tuple[float, float], n_fft: int = 400,
+    hop_length: int = 200, quantize: bool = True, highest_first: bool = False,
+    device: str | torch.device = "cpu", batch_size: int = 512,
 ) -> Tensor:
     """The exported PNGs' pixels computed in memory: ``(N, F, T)`` in [0, 1] (notebook 03).
 

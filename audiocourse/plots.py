@@ -37,8 +37,7 @@ def _axes(ax: Axes | None, figsize: tuple[float, float]) -> Axes:
 
 
 def _finish(ax: Axes, xlabel: str, ylabel: str, title: str | None, grid: bool = True) -> Axes:
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     if title:
         ax.set_title(title)
     if grid:
@@ -47,14 +46,9 @@ def _finish(ax: Axes, xlabel: str, ylabel: str, title: str | None, grid: bool = 
 
 
 def plot_waveform(
-    x,
-    sample_rate: int = 16000,
-    ax: Axes | None = None,
-    title: str | None = None,
-    label: str | None = None,
-    color: str | None = None,
-    ylim: tuple[float, float] | None = (-1.0, 1.0),
-    **plot_kwargs,
+    x, sample_rate: int = 16000, ax: Axes | None = None, title: str | None = None,
+    label: str | None = None, color: str | None = None,
+    ylim: tuple[float, float] | None = (-1.0, 1.0), **plot_kwargs,
 ) -> Axes:
     """Amplitude against time in seconds (notebook 01).
 
@@ -120,10 +114,7 @@ def plot_sampling(
 
 
 def plot_spectrum(
-    x,
-    sample_rate: int = 16000,
-    ax: Axes | None = None,
-    title: str | None = None,
+    x, sample_rate: int = 16000, ax: Axes | None = None, title: str | None = None,
     label: str | None = None,
 ) -> Axes:
     """Magnitude of the whole clip's Fourier transform in dB against Hz (notebook 02).
@@ -150,16 +141,9 @@ def _mel_band_centres(n_mels: int = 40, f_min: float = 20.0, f_max: float = 8000
 
 
 def plot_spectrogram(
-    spec,
-    sample_rate: int = 16000,
-    hop_length: int = 160,
-    ax: Axes | None = None,
-    y_axis: str = "hz",
-    title: str | None = None,
-    cbar_label: str = "dB re 1 (raw power)",
-    vmin: float | None = None,
-    vmax: float | None = None,
-    cmap: str = "magma",
+    spec, sample_rate: int = 16000, hop_length: int = 160, ax: Axes | None = None,
+    y_axis: str = "hz", title: str | None = None, cbar_label: str = "dB re 1 (raw power)",
+    vmin: float | None = None, vmax: float | None = None, cmap: str = "magma",
     mel_range: tuple[float, float] = (20.0, 8000.0),
 ) -> Axes:
     """A 2-D time-frequency array ``(rows, frames)`` as an image, time in seconds (notebook 02).
@@ -189,15 +173,9 @@ def plot_spectrogram(
 
 
 def plot_mel_filterbank(
-    n_fft: int = 480,
-    n_mels: int = 40,
-    sample_rate: int = 16000,
-    f_min: float = 20.0,
-    f_max: float = 8000.0,
-    mel_scale: str = "htk",
-    norm: str | None = None,
-    ax: Axes | None = None,
-    title: str | None = None,
+    n_fft: int = 480, n_mels: int = 40, sample_rate: int = 16000, f_min: float = 20.0,
+    f_max: float = 8000.0, mel_scale: str = "htk", norm: str | None = None,
+    ax: Axes | None = None, title: str | None = None,
 ) -> Axes:
     """The triangular mel filters (torchaudio's ``melscale_fbanks``) against Hz (notebook 02).
 
@@ -206,30 +184,21 @@ def plot_mel_filterbank(
     """
     ax = _axes(ax, (8, 3))
     n_freqs = n_fft // 2 + 1
-    fb = torchaudio.functional.melscale_fbanks(
-        n_freqs, f_min, f_max, n_mels, sample_rate, norm=norm, mel_scale=mel_scale
-    ).numpy()
+    fb = torchaudio.functional.melscale_fbanks(n_freqs, f_min, f_max, n_mels, sample_rate,
+                                               norm=norm, mel_scale=mel_scale).numpy()
     freqs = np.linspace(0, sample_rate / 2, n_freqs)
     colours = plt.get_cmap("viridis")(np.linspace(0, 1, n_mels))
     for m in range(n_mels):
         ax.plot(freqs, fb[:, m], color=colours[m], lw=0.9)
     ax.set_xlim(0, sample_rate / 2)
-    title = title or (
-        f"{n_mels} mel filters ({mel_scale} scale, norm={norm}), {f_min:g}-{f_max:g} Hz, "
-        f"n_fft={n_fft}"
-    )
+    title = title or (f"{n_mels} mel filters ({mel_scale} scale, norm={norm}), "
+                      f"{f_min:g}-{f_max:g} Hz, n_fft={n_fft}")
     return _finish(ax, "frequency (Hz)", "filter weight", title)
 
 
 def plot_feature_trio(
-    x,
-    sample_rate: int = 16000,
-    n_fft: int = 480,
-    hop_length: int = 160,
-    n_mels: int = 40,
-    n_mfcc: int = 13,
-    title: str | None = None,
-    top_db: float = 80.0,
+    x, sample_rate: int = 16000, n_fft: int = 480, hop_length: int = 160, n_mels: int = 40,
+    n_mfcc: int = 13, title: str | None = None, top_db: float = 80.0,
 ) -> Figure:
     """One clip as waveform, power spectrogram, log-mel and MFCC on one time axis (notebook 02).
 
@@ -262,9 +231,7 @@ def plot_feature_trio(
 
 
 def plot_png_grid(
-    files: Sequence[str | Path],
-    ncols: int = 4,
-    titles: Sequence[str] | None = None,
+    files: Sequence[str | Path], ncols: int = 4, titles: Sequence[str] | None = None,
     size: float = 2.2,
 ) -> Figure:
     """Exported spectrogram PNGs as stored: grey levels 0-255, pixel rows (notebook 02)."""

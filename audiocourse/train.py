@@ -7,6 +7,7 @@ device once and every batch is augmented and turned into features there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .data import background_noise, load_task, resolve_dataset
-from .env import get_device
+from .env import get_device, set_seed
 from .features import (
     frontend_config,
     make_frontend,
@@ -47,9 +48,8 @@ __all__ = [
 LAST, BEST = "last.pt", "best.pt"
 _SPEC_AUGMENT = {"freq_masks": 2, "freq_width": 5, "time_masks": 2, "time_width": 20}
 
+
 # --- The batch pipeline (notebook 05) ------------------------------------------------------------
-
-
 class Normaliser(nn.Module):
     """``(features - mean) / std`` per feature row, statistics from the training split; or, with
     ``per_clip``, one mean and std per clip (and channel), so that a clip's loudness and the
@@ -194,8 +194,6 @@ class Pipeline(nn.Module):
 
 
 # --- Batches on the device, history, metrics -----------------------------------------------------
-
-
 class _Source:
     """``(x, y)`` batches on the device: a split or ``(inputs, labels)`` pair held there, or
     any iterable of batches (a DataLoader)."""
@@ -377,8 +375,6 @@ def evaluate(
 
 
 # --- Checkpoints: everything a killed run needs to go on exactly where it stopped ----------------
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
     """Write to a temporary file, flush it to disk, then rename: never a half-written file."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -386,10 +382,8 @@ def _atomic_save(obj: Any, path: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
-            try:
+            with contextlib.suppress(OSError):  # Drive's FUSE mount may refuse fsync
                 os.fsync(f.fileno())
-            except OSError:  # Drive's FUSE mount may refuse fsync
-                pass
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -445,8 +439,6 @@ def _set_rng_state(state: dict[str, Any], gens: Sequence[torch.Generator]) -> No
 
 
 # --- The loop (notebooks 03-05): train_one_epoch, validate, save, resume -------------------------
-
-
 def _make_optimizer(model: nn.Module, name: str, lr: float, wd: float) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]  # biases, norms
@@ -582,8 +574,7 @@ def resume_checkpoint(run: _Run, ckdir: Path) -> int:
     ck = load_checkpoint(ckdir / LAST)
     hint = f"use another checkpoint_dir, or resume=False to start over in {ckdir}"
     for key in ("model_name", "classes"):
-        if ck.get(key) != run.meta.get(key):
-            mine = run.meta.get(key)
+        if ck.get(key) != (mine := run.meta.get(key)):
             raise ValueError(f"{ckdir / LAST} has {key} {ck.get(key)!r}, not {mine!r}: {hint}")
     changed = {k: (ck["config"].get(k), v) for k, v in run.plan.items()
                if k not in ("epochs", "amp", "compile", "device") and ck["config"].get(k) != v}
@@ -684,9 +675,7 @@ def fit(
 def _seed_everything(seed: int, deterministic: bool) -> None:
     torch.backends.cudnn.benchmark = not deterministic  # autotuning picks kernels by timing
     torch.backends.cudnn.deterministic = deterministic
-    random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - the legacy global state that user code may use
-    torch.manual_seed(seed)
+    set_seed(seed)  # Python, NumPy's legacy global state (user code may use it), PyTorch
 
 
 def _print_epoch(rec: dict[str, Any], epochs: int, improved: bool) -> None:
@@ -699,8 +688,6 @@ def _print_epoch(rec: dict[str, Any], epochs: int, improved: bool) -> None:
 
 
 # --- Looking at a model and its training (notebooks 03, 03b) ------------------------------------
-
-
 def plot_history(history: Sequence[dict], title: str | None = None) -> plt.Figure:
     """Loss and accuracy per epoch, training vs validation (notebook 03b)."""
     h = History(history)
@@ -755,7 +742,6 @@ def model_summary(model: nn.Module, input_size: Sequence[int], depth: int = 3) -
 
 
 # --- Recipes and the one-call training of notebook 05, the CLI and the benchmarks ----------------
-
 #: Default training settings per model (what ``python utils.py train`` uses unless overridden).
 RECIPES: dict[str, dict[str, Any]] = {
     "bcresnet": {  # checked on the real 12-class clips (benchmarks/bench_kws.py, part c)
@@ -775,10 +761,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "constant",
         "augment": {"spec_augment": False, "time_shift_ms": 0.0, "noise_prob": 0.0},
     },
-    "mfcc1d": {
-        "epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
-        "augment": {"spec_augment": False},
-    },
+    "mfcc1d": {"epochs": 30, "batch_size": 64, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
+               "augment": {"spec_augment": False}},
     "mfcc1d_plus": {
         "epochs": 30, "batch_size": 64, "optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-2,
         "warmup_epochs": 1, "label_smoothing": 0.05,
@@ -857,8 +841,7 @@ def train_task(
     pipe = Pipeline(model_frontend(model, **mkw), noise=noise, normalise=normalise, **aug)
     history = fit(net, splits["train"], splits["validation"], pipeline=pipe, checkpoint_dir=out,
                   model_name=model, model_kwargs=mkw, classes=classes, progress=progress,
-                  config={"task": task, "data": str(root), "augment": aug,
-                          "normalise": normalise},
+                  config={"task": task, "data": str(root), "augment": aug, "normalise": normalise},
                   **{**recipe, **fit_kwargs})
     test = evaluate(net, splits["test"], pipe)
     val = [v for v in history["val_acc"] if v is not None]
