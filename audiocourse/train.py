@@ -689,11 +689,15 @@ def _print_epoch(rec: dict[str, Any], epochs: int, improved: bool) -> None:
 
 # --- Looking at a model and its training (notebooks 03, 03b) ------------------------------------
 def plot_history(history: Sequence[dict], title: str | None = None) -> plt.Figure:
-    """Loss and accuracy per epoch, training vs validation (notebook 03b)."""
+    """Loss and accuracy per epoch, training (running mean over the batches as trained: train
+    mode, augmented) vs validation (notebook 03b)."""
     h = History(history)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    ax1.plot(h["epoch"], h["train_loss"], "o-", label="training (running mean, train mode)")
-    ax2.plot(h["epoch"], [100 * a for a in h["train_acc"]], "o-", label="training (running mean)")
+    # what the model scored while it learnt: the batches as trained, not a clean pass
+    train_label = ("training: running mean over the epoch's\n"
+                   "batches in train mode (dropout, augmentation)")
+    ax1.plot(h["epoch"], h["train_loss"], "o-", label=train_label)
+    ax2.plot(h["epoch"], [100 * a for a in h["train_acc"]], "o-", label=train_label)
     if h.best_epoch:
         ax1.plot(h["epoch"], h["val_loss"], "s-", label="validation")
         ax2.plot(h["epoch"], [100 * a for a in h["val_acc"]], "s-", label="validation")
@@ -702,7 +706,7 @@ def plot_history(history: Sequence[dict], title: str | None = None) -> plt.Figur
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.suptitle(title or "")
     fig.tight_layout()
     return fig
