@@ -63,6 +63,11 @@ class Normaliser(nn.Module):
         self.register_buffer("mean", torch.as_tensor(0.0 if mean is None else mean).float())
         self.register_buffer("std", torch.as_tensor(1.0 if std is None else std).float())
 
+    def extra_repr(self) -> str:
+        if self.per_clip or self.mean.dim() == 0:
+            return "per clip" if self.per_clip else "per row, not fitted yet (identity)"
+        return f"per row: {self.mean.numel()} means and stds of the training split"
+
     def forward(self, x: Tensor) -> Tensor:
         if self.per_clip:  # over (feature rows, frames): a gain change shifts every log cell alike
             mean = x.mean(dim=(-2, -1), keepdim=True)
