@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_kws.py                 # all three parts
     .venv/bin/python benchmarks/bench_kws.py --parts a       # only the feature pipeline
-    .venv/bin/python benchmarks/bench_kws.py --parts c --folds 5 --seeds 2  # choose on CV
+    .venv/bin/python benchmarks/bench_kws.py --parts c --folds 3 --jobs 2  # choose on CV
 
 (a) Preprocessing + augmentation + features of a batch on the device (``train.Pipeline`` with the
     default recipe's augmentation), in clips/s, next to the Microsoft Learn route measured in the
@@ -257,7 +257,8 @@ def _cv_run(job: tuple[str, int, int], args: argparse.Namespace) -> dict:
         acc = _course_model(tr, va, noise, seed, args, get_device(args.device), last_epoch=True)
     return {"model": which, "fold": fold, "seed": seed, "folds": args.folds, "acc": acc,
             "n_train": len(tr.labels), "n_held_out": len(va.labels), "course": args.course,
-            "epochs": args.epochs, "seconds": round(time.perf_counter() - t0)}
+            "epochs": args.epochs if which != "baseline" else args.baseline_epochs
+            or baseline_kws.RECIPE["epochs"], "seconds": round(time.perf_counter() - t0)}
 
 
 def _cross_validate(args: argparse.Namespace) -> dict:
@@ -337,7 +338,7 @@ def main() -> None:
     ap.add_argument("--baseline-epochs", type=int, default=None, help="default: its 40")
     ap.add_argument("--course", default="{}",
                     help='(c): JSON train_task keywords for the course model, e.g. '
-                         '\'{"normalise": "band"}\' (the recipe before issue 12)')  # fmt: skip
+                         '\'{"normalise": "band", "epochs": 60}\' (before issue 12)')  # fmt: skip
     ap.add_argument("--only", choices=["course", "baseline"], default=None,
                     help="(c) with --folds: run only this model")
     ap.add_argument("--jobs", type=int, default=1,
