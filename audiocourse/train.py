@@ -188,7 +188,7 @@ class Pipeline(nn.Module):
                 gain = torch.where(is_sil, a["silence_gain"], gain)
             x = mix_noise(x, self.noise, prob, gain, generator=generator)
         feats = self.features(x)
-        if a["spec_augment"]:  # masked cells get 0 = the training mean
+        if a["spec_augment"]:  # masked cells get 0: the mean (of the training split, or the clip)
             feats = spec_augment(feats, mask_value=0.0, **a["spec_augment"], generator=generator)
         return feats
 
@@ -840,8 +840,8 @@ def train_task(
     if width is not None:  # BC-ResNet's tau
         mkw["width"] = width
     aug = {**recipe.pop("augment"), **(augment or {})}
-    normalise = normalise or recipe.pop("normalise", "band")
-    recipe.pop("normalise", None)
+    normalise = normalise or recipe.get("normalise", "band")
+    recipe.pop("normalise", None)  # a Pipeline setting, not a fit() keyword
     classes = list(splits["train"].classes)
     if "_silence_" in classes:
         aug.setdefault("silence_label", classes.index("_silence_"))
